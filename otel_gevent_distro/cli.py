@@ -1,0 +1,48 @@
+"""The ``otel-gevent-distro`` command.
+
+``otel-gevent-distro sitecustomize-path`` prints the folder to put first on
+``PYTHONPATH`` so that plain ``python app.py`` or ``gunicorn ...`` start with
+the distro.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from otel_gevent_distro.version import __version__
+
+
+def sitecustomize_path() -> Path:
+    """The folder holding the distro's ``sitecustomize.py``.
+
+    In a wheel it ships inside the package; in a source checkout it is the
+    repository's top-level ``sitecustomize`` folder.
+    """
+    package = Path(__file__).resolve().parent
+    shipped = package / "sitecustomize"
+    if (shipped / "sitecustomize.py").is_file():
+        return shipped
+    return package.parent / "sitecustomize"
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="otel-gevent-distro", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("sitecustomize-path", help="print the folder to put first on PYTHONPATH")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    if args.command == "sitecustomize-path":
+        print(sitecustomize_path())
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The ``gevent`` configurator (entry point group ``opentelemetry_configurator``).
+
+Builds the SDK through the SDK's own ``_initialize_components``, passing the
+distro's fork-safe, hub-friendly processors as keyword arguments. The SDK has
+no keyword for the metric reader, so for the length of that one call the
+reader class it uses is swapped for the distro's (:func:`_metric_reader_swapped`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+from opentelemetry.sdk import _configuration as sdk_configuration
+from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+
+from otel_gevent_distro._log import PREFIX, logger
+from otel_gevent_distro.bootstrap import bootstrap
+
+
+def _pipeline_classes() -> dict[str, Any]:
+    """The processor and reader classes the configurator installs."""
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    return {
+        "export_span_processor": BatchSpanProcessor,
+        "export_log_record_processor": BatchLogRecordProcessor,
+        "metric_reader": PeriodicExportingMetricReader,
+    }
+
+
+@contextlib.contextmanager
+def _metric_reader_swapped(reader_class: type) -> Iterator[None]:
+    name = "PeriodicExportingMetricReader"
+    original = getattr(sdk_configuration, name, None)
+    if original is None:
+        logger.warning("%sthis SDK builds metric readers differently; using its own reader.", PREFIX)
+        yield
+        return
+    setattr(sdk_configuration, name, reader_class)
+    try:
+        yield
+    finally:
+        setattr(sdk_configuration, name, original)
+
+
+class GeventConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
+    """The SDK's configurator with gevent-safe processors and metric reader."""
+
+    def _configure(self, **kwargs: Any) -> None:
+        # Selected without the gevent distro (OTEL_PYTHON_CONFIGURATOR=gevent
+        # alone): the order patch -> preload -> SDK still holds.
+        bootstrap()
+        classes = _pipeline_classes()
+        reader_class = classes.pop("metric_reader")
+        for keyword, cls in classes.items():
+            kwargs.setdefault(keyword, cls)
+        with _metric_reader_swapped(reader_class):
+            super()._configure(**kwargs)

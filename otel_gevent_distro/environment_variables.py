@@ -1,0 +1,24 @@
+"""The names of every option this distro reads from the environment.
+
+Registered under the ``opentelemetry_environment_variables`` entry-point group,
+so ``opentelemetry-instrument`` turns each ``OTEL_PYTHON_GEVENT_*`` name into a
+command-line flag (``OTEL_PYTHON_GEVENT_PATCH`` becomes ``--gevent_patch``).
+Parsing and validation live in :mod:`otel_gevent_distro.settings`.
+"""
+
+OTEL_PYTHON_GEVENT_PATCH = "OTEL_PYTHON_GEVENT_PATCH"
+"""``all`` (default): call ``gevent.monkey.patch_all()`` before the SDK exists;
+``none``: leave patching to the application."""
+
+OTEL_PYTHON_GEVENT_PATCH_EXCLUDE = "OTEL_PYTHON_GEVENT_PATCH_EXCLUDE"
+"""Comma list of ``patch_all`` modules to leave unpatched, e.g. ``thread,subprocess``."""
+
+OTEL_PYTHON_GEVENT_PRELOAD = "OTEL_PYTHON_GEVENT_PRELOAD"
+"""Comma list of extra modules to import after patching and before the SDK is built."""
+
+OTEL_PYTHON_GEVENT_PRELOAD_DEFAULTS = "OTEL_PYTHON_GEVENT_PRELOAD_DEFAULTS"
+"""``true`` (default) or ``false``: also preload the built-in catalog of libraries
+that fork or spawn a process when imported."""
+
+OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS = "OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS"
+"""Comma list of gevent integrations to leave off (``grpc``, ``psycogreen``)."""

@@ -1,0 +1,105 @@
+"""Turn on the gevent modes of libraries that block the hub without one.
+
+* ``grpc``: ``grpc.experimental.gevent.init_gevent()`` makes gRPC's C core
+  cooperate with the hub; without it an OTLP/gRPC export to a slow collector
+  freezes every greenlet for the whole export timeout. It is only safe after
+  the standard library is patched and before any gRPC object exists.
+* ``psycogreen``: ``psycogreen.gevent.patch_psycopg()`` makes psycopg2 wait
+  on the hub instead of blocking in libpq.
+
+:func:`on_did_patch_all` is registered under gevent's
+``gevent.plugins.monkey.did_patch_all`` entry point, so it runs right after
+*whoever* calls ``patch_all()`` (the distro, ``python -m gevent.monkey``,
+gunicorn's gevent worker after fork). Each integration is skipped when its
+library is not installed, can be turned off with
+``OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS``, and a failure is one warning.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from typing import Any, Callable
+
+from otel_gevent_distro._log import PREFIX, logger
+from otel_gevent_distro.settings import get_settings
+
+_enabled: dict[str, bool] = {}
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _grpc() -> None:
+    if _sdk_already_built():
+        logger.warning(
+            "%sgevent was patched after the OpenTelemetry SDK was built, so gRPC's gevent "
+            "mode cannot be turned on safely and OTLP/gRPC exports may block the hub. "
+            "Use OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf or let the distro patch first.",
+            PREFIX,
+        )
+        return
+    from grpc.experimental import gevent as grpc_gevent
+
+    grpc_gevent.init_gevent()
+
+
+def _sdk_already_built() -> bool:
+    """True once an SDK tracer provider is installed (its exporters may hold gRPC channels)."""
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None or "opentelemetry.sdk.trace" not in sys.modules:
+        return False
+    return type(trace.get_tracer_provider()).__name__ != "ProxyTracerProvider"
+
+
+def _psycogreen() -> None:
+    from psycogreen.gevent import patch_psycopg
+
+    patch_psycopg()
+
+
+#: name -> (module that must be installed, how to turn it on)
+INTEGRATIONS: dict[str, tuple[str, Callable[[], None]]] = {
+    "grpc": ("grpc", _grpc),
+    "psycogreen": ("psycogreen", _psycogreen),
+}
+
+
+def enable_integrations() -> dict[str, bool]:
+    """Turn on every installed, not disabled integration once; return name -> on."""
+    disabled = get_settings().disabled_integrations
+    for name, (module, turn_on) in INTEGRATIONS.items():
+        if name in _enabled:
+            continue
+        if name in disabled or not _installed(module):
+            _enabled[name] = False
+            continue
+        if name == "psycogreen" and not _installed("psycopg2"):
+            _enabled[name] = False
+            continue
+        try:
+            turn_on()
+        except Exception as exc:  # noqa: BLE001 - a broken optional library must not stop start-up
+            logger.warning("%sturning on the %s gevent integration failed (%s: %s).", PREFIX, name, type(exc).__name__, exc)
+            _enabled[name] = False
+        else:
+            logger.debug("%s%s gevent integration on.", PREFIX, name)
+            _enabled[name] = True
+    return dict(_enabled)
+
+
+def enabled_integrations() -> dict[str, bool]:
+    """name -> whether it was turned on in this process (empty before patching)."""
+    return dict(_enabled)
+
+
+def on_did_patch_all(event: Any) -> None:
+    """gevent plugin: runs after any ``patch_all()`` in a process with this package installed."""
+    try:
+        enable_integrations()
+    except Exception as exc:  # noqa: BLE001 - never break someone else's patch_all
+        logger.warning("%sgevent integrations failed after patch_all (%s).", PREFIX, exc)

@@ -1,0 +1,92 @@
+"""What the distro's ``sitecustomize.py`` runs at interpreter start-up.
+
+Order: bootstrap (patch, preload, integrations) before anything of
+OpenTelemetry is imported; select this distro and configurator unless the
+user chose others; run OpenTelemetry's auto-instrumentation; then chain to
+the next ``sitecustomize`` found later on ``sys.path`` (Debian ships one),
+which Python would otherwise never run. Nothing here raises into the program.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from otel_gevent_distro._log import PREFIX, logger
+
+#: Set while start-up runs, so a Python child spawned during it does not start again.
+_GUARD = "_OTEL_GEVENT_DISTRO_STARTING"
+_UPSTREAM_PATCH = "OTEL_PYTHON_AUTO_INSTRUMENTATION_EXPERIMENTAL_GEVENT_PATCH"
+
+
+def run_sitecustomize(sitecustomize_file: str) -> None:
+    """Start telemetry for this interpreter, then run the next ``sitecustomize``."""
+    if not os.environ.get(_GUARD):
+        os.environ[_GUARD] = "1"
+        try:
+            _start()
+        except Exception:  # noqa: BLE001 - never take the application down
+            logger.exception("%sstart-up failed; the application runs without telemetry.", PREFIX)
+        finally:
+            os.environ.pop(_GUARD, None)
+    chain_next_sitecustomize(Path(sitecustomize_file).resolve().parent)
+
+
+def _start() -> None:
+    from otel_gevent_distro.bootstrap import bootstrap
+    from otel_gevent_distro.patching import is_patched
+
+    bootstrap()
+    os.environ.setdefault("OTEL_PYTHON_DISTRO", "gevent")
+    os.environ.setdefault("OTEL_PYTHON_CONFIGURATOR", "gevent")
+    try:
+        from opentelemetry.instrumentation.auto_instrumentation import initialize
+    except ImportError as exc:
+        logger.warning(
+            "%sopentelemetry-instrumentation cannot be imported (%s); the application runs without telemetry.",
+            PREFIX,
+            exc,
+        )
+        return
+    # Already patched: stop upstream's experimental switch from patching again
+    # with other arguments (it would undo OTEL_PYTHON_GEVENT_PATCH_EXCLUDE).
+    upstream_patch = os.environ.pop(_UPSTREAM_PATCH, None) if is_patched() else None
+    try:
+        initialize()
+    finally:
+        if upstream_patch is not None:
+            os.environ[_UPSTREAM_PATCH] = upstream_patch
+
+
+def chain_next_sitecustomize(own_folder: Path) -> None:
+    """Execute the first ``sitecustomize`` on ``sys.path`` after ``own_folder``."""
+    entries = [entry for entry in sys.path if entry]
+    later = _entries_after(entries, own_folder)
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", later)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception:  # noqa: BLE001 - someone else's sitecustomize
+        logger.exception("%sthe next sitecustomize (%s) failed.", PREFIX, spec.origin)
+
+
+def _entries_after(entries: list[str], own_folder: Path) -> list[str]:
+    for index, entry in enumerate(entries):
+        try:
+            if Path(entry).resolve() == own_folder:
+                return entries[index + 1 :]
+        except OSError:
+            continue
+    return [entry for entry in entries if _resolves_elsewhere(entry, own_folder)]
+
+
+def _resolves_elsewhere(entry: str, own_folder: Path) -> bool:
+    try:
+        return Path(entry).resolve() != own_folder
+    except OSError:
+        return False

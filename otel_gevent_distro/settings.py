@@ -1,0 +1,158 @@
+"""Parse the distro's options once into a frozen :class:`Settings`.
+
+This is the only module that reads ``OTEL_PYTHON_GEVENT_*`` variables. A bad
+value never raises: it gives one warning naming the variable, the value and
+what is accepted, and the default is used instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from otel_gevent_distro._log import PREFIX, logger
+from otel_gevent_distro.environment_variables import (
+    OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS,
+    OTEL_PYTHON_GEVENT_PATCH,
+    OTEL_PYTHON_GEVENT_PATCH_EXCLUDE,
+    OTEL_PYTHON_GEVENT_PRELOAD,
+    OTEL_PYTHON_GEVENT_PRELOAD_DEFAULTS,
+)
+
+PATCH_MODES = ("all", "none")
+
+#: The boolean keyword arguments of ``gevent.monkey.patch_all`` that name a module.
+PATCHABLE_MODULES = (
+    "socket",
+    "dns",
+    "time",
+    "select",
+    "thread",
+    "os",
+    "ssl",
+    "subprocess",
+    "sys",
+    "builtins",
+    "signal",
+    "queue",
+    "contextvars",
+)
+
+#: Integrations that :mod:`otel_gevent_distro.integrations` knows.
+INTEGRATIONS = ("grpc", "psycogreen")
+
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The distro's options, validated."""
+
+    patch: str = "all"
+    patch_exclude: frozenset[str] = frozenset()
+    preload: tuple[str, ...] = ()
+    preload_defaults: bool = True
+    disabled_integrations: frozenset[str] = frozenset()
+    #: Where each option came from: ``"environment"`` or ``"default"``.
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+
+def _warn(variable: str, value: str, accepted: str, consequence: str) -> None:
+    logger.warning(
+        "%s%s=%r is not valid (accepted: %s); %s.",
+        PREFIX,
+        variable,
+        value,
+        accepted,
+        consequence,
+    )
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def parse_bool(variable: str, value: str | None, default: bool) -> bool:
+    """``true``/``false`` in any case, as the SDK reads booleans."""
+    if value is None or not value.strip():
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    _warn(variable, value, "true, false", f"using {str(default).lower()}")
+    return default
+
+
+def parse_choice(variable: str, value: str | None, choices: tuple[str, ...], default: str) -> str:
+    """One of ``choices``, case-insensitive."""
+    if value is None or not value.strip():
+        return default
+    lowered = value.strip().lower()
+    if lowered in choices:
+        return lowered
+    _warn(variable, value, ", ".join(choices), f"using {default}")
+    return default
+
+
+def parse_names(variable: str, value: str | None, known: tuple[str, ...]) -> frozenset[str]:
+    """A comma list whose items must each be one of ``known``; others are dropped."""
+    names = set()
+    for item in _split(value or ""):
+        if item.lower() in known:
+            names.add(item.lower())
+        else:
+            _warn(variable, item, ", ".join(known), "ignoring that entry")
+    return frozenset(names)
+
+
+def parse_modules(variable: str, value: str | None) -> tuple[str, ...]:
+    """A comma list of dotted module names, in order, without duplicates."""
+    modules: list[str] = []
+    for item in _split(value or ""):
+        if not _MODULE_NAME.match(item):
+            _warn(variable, item, "dotted Python module names", "ignoring that entry")
+        elif item not in modules:
+            modules.append(item)
+    return tuple(modules)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every ``OTEL_PYTHON_GEVENT_*`` option."""
+    env = os.environ if environ is None else environ
+    variables = (
+        OTEL_PYTHON_GEVENT_PATCH,
+        OTEL_PYTHON_GEVENT_PATCH_EXCLUDE,
+        OTEL_PYTHON_GEVENT_PRELOAD,
+        OTEL_PYTHON_GEVENT_PRELOAD_DEFAULTS,
+        OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS,
+    )
+    sources = {name: ("environment" if env.get(name, "").strip() else "default") for name in variables}
+    return Settings(
+        patch=parse_choice(OTEL_PYTHON_GEVENT_PATCH, env.get(OTEL_PYTHON_GEVENT_PATCH), PATCH_MODES, "all"),
+        patch_exclude=parse_names(
+            OTEL_PYTHON_GEVENT_PATCH_EXCLUDE, env.get(OTEL_PYTHON_GEVENT_PATCH_EXCLUDE), PATCHABLE_MODULES
+        ),
+        preload=parse_modules(OTEL_PYTHON_GEVENT_PRELOAD, env.get(OTEL_PYTHON_GEVENT_PRELOAD)),
+        preload_defaults=parse_bool(
+            OTEL_PYTHON_GEVENT_PRELOAD_DEFAULTS, env.get(OTEL_PYTHON_GEVENT_PRELOAD_DEFAULTS), True
+        ),
+        disabled_integrations=parse_names(
+            OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS,
+            env.get(OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS),
+            INTEGRATIONS,
+        ),
+        sources=sources,
+    )
+
+
+_cached: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process's settings, parsed (and warned about) on first use only."""
+    global _cached
+    if _cached is None:
+        _cached = load_settings()
+    return _cached

@@ -1,7 +1,9 @@
 """The ``gevent`` configurator (entry point group ``opentelemetry_configurator``).
 
 Builds the SDK through the SDK's own ``_initialize_components``, passing the
-distro's fork-safe, hub-friendly processors as keyword arguments. The SDK has
+distro's fork-safe, hub-friendly processors as keyword arguments. Exporters that
+cannot load are dropped with one warning first (:mod:`otel_gevent_distro.exporters`),
+and a failing build is one error line, never a traceback. The SDK has
 no keyword for the metric reader, so for the length of that one call the
 reader class it uses is swapped for the distro's (:func:`_metric_reader_swapped`).
 """
@@ -9,13 +11,15 @@ reader class it uses is swapped for the distro's (:func:`_metric_reader_swapped`
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from opentelemetry.sdk import _configuration as sdk_configuration
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
 from otel_gevent_distro._log import PREFIX, logger
 from otel_gevent_distro.bootstrap import bootstrap
+from otel_gevent_distro.exporters import check_exporters
 
 
 def _pipeline_classes() -> dict[str, Any]:
@@ -57,5 +61,14 @@ class GeventConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
         reader_class = classes.pop("metric_reader")
         for keyword, cls in classes.items():
             kwargs.setdefault(keyword, cls)
-        with _metric_reader_swapped(reader_class):
-            super()._configure(**kwargs)
+        check_exporters()
+        try:
+            with _metric_reader_swapped(reader_class):
+                super()._configure(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - telemetry never takes the application down
+            logger.error(
+                "%sbuilding the OpenTelemetry SDK failed (%s: %s); the application runs without telemetry.",
+                PREFIX,
+                type(exc).__name__,
+                exc,
+            )

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from otel_gevent_distro._log import PREFIX, logger
 from otel_gevent_distro.settings import get_settings
@@ -84,7 +85,9 @@ def enable_integrations() -> dict[str, bool]:
         try:
             turn_on()
         except Exception as exc:  # noqa: BLE001 - a broken optional library must not stop start-up
-            logger.warning("%sturning on the %s gevent integration failed (%s: %s).", PREFIX, name, type(exc).__name__, exc)
+            logger.warning(
+                "%sturning on the %s gevent integration failed (%s: %s).", PREFIX, name, type(exc).__name__, exc
+            )
             _enabled[name] = False
         else:
             logger.debug("%s%s gevent integration on.", PREFIX, name)

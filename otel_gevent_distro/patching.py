@@ -34,6 +34,8 @@ class PatchReport:
     excluded: frozenset[str] = frozenset()
     gevent_warnings: tuple[str, ...] = ()
     threads_before: tuple[str, ...] = field(default=())
+    #: Whether any ``opentelemetry.sdk`` module existed when patching began.
+    sdk_imported_before: bool = False
 
 
 _report: PatchReport | None = None
@@ -90,6 +92,7 @@ def _patch(settings: Settings) -> PatchReport:
         return PatchReport(gevent_available=True, patched_by_distro=False, already_patched=False)
 
     threads = tuple(t.name for t in threading.enumerate() if t is not threading.main_thread())
+    sdk_before = any(name == "opentelemetry.sdk" or name.startswith("opentelemetry.sdk.") for name in sys.modules)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         monkey.patch_all(**{name: False for name in settings.patch_exclude})
@@ -113,4 +116,5 @@ def _patch(settings: Settings) -> PatchReport:
         excluded=settings.patch_exclude,
         gevent_warnings=messages,
         threads_before=threads,
+        sdk_imported_before=sdk_before,
     )

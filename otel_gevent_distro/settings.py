@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from otel_gevent_distro._log import PREFIX, logger
 from otel_gevent_distro.environment_variables import (
@@ -118,6 +118,24 @@ def parse_modules(variable: str, value: str | None) -> tuple[str, ...]:
     return tuple(modules)
 
 
+def _consistent_exclusions(excluded: frozenset[str]) -> frozenset[str]:
+    """Refuse exclusions that make gevent hang or misbehave.
+
+    With ``os`` patched, gevent's ``os.waitpid`` only sees children forked
+    through gevent, so an unpatched ``subprocess`` waits forever on every call
+    (``import magic`` included).
+    """
+    if "subprocess" in excluded and "os" not in excluded:
+        logger.warning(
+            "%s%s=subprocess without os makes every subprocess call hang (gevent's patched os.waitpid "
+            "never sees the child); subprocess stays patched. Exclude os,signal,subprocess together instead.",
+            PREFIX,
+            OTEL_PYTHON_GEVENT_PATCH_EXCLUDE,
+        )
+        return excluded - {"subprocess"}
+    return excluded
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every ``OTEL_PYTHON_GEVENT_*`` option."""
     env = os.environ if environ is None else environ
@@ -131,8 +149,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     sources = {name: ("environment" if env.get(name, "").strip() else "default") for name in variables}
     return Settings(
         patch=parse_choice(OTEL_PYTHON_GEVENT_PATCH, env.get(OTEL_PYTHON_GEVENT_PATCH), PATCH_MODES, "all"),
-        patch_exclude=parse_names(
-            OTEL_PYTHON_GEVENT_PATCH_EXCLUDE, env.get(OTEL_PYTHON_GEVENT_PATCH_EXCLUDE), PATCHABLE_MODULES
+        patch_exclude=_consistent_exclusions(
+            parse_names(OTEL_PYTHON_GEVENT_PATCH_EXCLUDE, env.get(OTEL_PYTHON_GEVENT_PATCH_EXCLUDE), PATCHABLE_MODULES)
         ),
         preload=parse_modules(OTEL_PYTHON_GEVENT_PRELOAD, env.get(OTEL_PYTHON_GEVENT_PRELOAD)),
         preload_defaults=parse_bool(

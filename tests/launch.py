@@ -1,0 +1,96 @@
+"""Launch a program the way a user does, and read what it left behind.
+
+``run_app`` starts a Python script through one of the distro's launch paths:
+
+* ``"instrument"``: ``opentelemetry-instrument python app.py`` with
+  ``OTEL_PYTHON_DISTRO=gevent``;
+* ``"sitecustomize"``: ``python app.py`` with the installed distro's
+  sitecustomize folder first on ``PYTHONPATH``;
+* ``"plain"``: ``python app.py`` with no telemetry start-up at all.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+#: What must never appear in a telemetry-enabled program's stderr.
+NOISE = re.compile(r"AssertionError|Traceback|KeyError")
+
+
+def sitecustomize_folder() -> str:
+    out = subprocess.run(
+        [str(BIN / "otel-gevent-distro"), "sitecustomize-path"], check=True, capture_output=True, text=True
+    )
+    return out.stdout.strip()
+
+
+def clean_environment() -> dict[str, str]:
+    """The test runner's environment without any OpenTelemetry or start-up settings."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OTEL_", "_OTEL_")) and k not in ("PYTHONPATH", "PYTHONSTARTUP")
+    }
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    env["OTEL_SERVICE_NAME"] = "test-app"
+    env["OTEL_BSP_SCHEDULE_DELAY"] = "200"
+    env["OTEL_BLRP_SCHEDULE_DELAY"] = "200"
+    env["OTEL_METRIC_EXPORT_INTERVAL"] = "500"
+    return env
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def assert_clean(self, expected_returncode: int = 0) -> None:
+        """Exit code as expected and no AssertionError/Traceback/KeyError in stderr."""
+        detail = f"\n--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
+        assert self.returncode == expected_returncode, f"exit code {self.returncode}{detail}"
+        assert not NOISE.search(self.stderr), f"noise in stderr{detail}"
+
+    def warnings(self) -> list[str]:
+        """The distro's own log lines in stderr."""
+        return [line for line in self.stderr.splitlines() if line.startswith("otel-gevent-distro:")]
+
+
+def write_app(folder: Path, source: str, name: str = "app.py") -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+def run_app(
+    app: Path,
+    via: str,
+    env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+    python_args: list[str] | None = None,
+    timeout: float = 120,
+) -> Result:
+    """Run ``app`` through the launch path ``via`` and wait for it."""
+    full_env = clean_environment()
+    full_env.update(env or {})
+    command = [str(BIN / "python"), *(python_args or []), str(app), *(args or [])]
+    if via == "instrument":
+        full_env.setdefault("OTEL_PYTHON_DISTRO", "gevent")
+        command = [str(BIN / "opentelemetry-instrument"), *command]
+    elif via == "sitecustomize":
+        extra = full_env.get("PYTHONPATH")
+        full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [sitecustomize_folder(), extra]))
+    elif via != "plain":
+        raise ValueError(f"unknown launch path {via!r}")
+    done = subprocess.run(
+        command, check=False, env=full_env, capture_output=True, text=True, timeout=timeout, cwd=app.parent
+    )
+    return Result(done.returncode, done.stdout, done.stderr)

@@ -123,8 +123,14 @@ def _consistent_exclusions(excluded: frozenset[str]) -> frozenset[str]:
 
     With ``os`` patched, gevent's ``os.waitpid`` only sees children forked
     through gevent, so an unpatched ``subprocess`` waits forever on every call
-    (``import magic`` included).
+    (``import magic`` included). With ``thread`` unpatched, a patched
+    ``queue`` hangs every ``concurrent.futures`` pool, so ``queue`` follows.
     """
+    if "thread" in excluded and "queue" not in excluded:
+        # gevent's queue.SimpleQueue cannot be shared with real threads:
+        # concurrent.futures (the SDK's resource detection) dies with LoopExit.
+        logger.info("%sthread is excluded from patching, so queue is excluded too.", PREFIX)
+        excluded = excluded | {"queue"}
     if "subprocess" in excluded and "os" not in excluded:
         logger.warning(
             "%s%s=subprocess without os makes every subprocess call hang (gevent's patched os.waitpid "

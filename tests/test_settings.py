@@ -26,13 +26,13 @@ def test_valid_values_any_case_and_spacing(caplog: pytest.LogCaptureFixture) -> 
     settings = parse(
         caplog,
         OTEL_PYTHON_GEVENT_PATCH=" NONE ",
-        OTEL_PYTHON_GEVENT_PATCH_EXCLUDE="thread , Subprocess,,",
+        OTEL_PYTHON_GEVENT_PATCH_EXCLUDE="dns , Signal,,",
         OTEL_PYTHON_GEVENT_PRELOAD="json, xml.dom.minidom,json",
         OTEL_PYTHON_GEVENT_PRELOAD_DEFAULTS="False",
         OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS="GRPC",
     )
     assert settings.patch == "none"
-    assert settings.patch_exclude == {"thread", "subprocess"}
+    assert settings.patch_exclude == {"dns", "signal"}
     assert settings.preload == ("json", "xml.dom.minidom")
     assert settings.preload_defaults is False
     assert settings.disabled_integrations == {"grpc"}
@@ -47,7 +47,7 @@ def test_valid_values_any_case_and_spacing(caplog: pytest.LogCaptureFixture) -> 
         ("OTEL_PYTHON_GEVENT_PATCH", "patch_all", "patch", "all", "all, none"),
         ("OTEL_PYTHON_GEVENT_PRELOAD_DEFAULTS", "yes", "preload_defaults", True, "true, false"),
         ("OTEL_PYTHON_GEVENT_PRELOAD_DEFAULTS", "0", "preload_defaults", True, "true, false"),
-        ("OTEL_PYTHON_GEVENT_PATCH_EXCLUDE", "thread,fork", "patch_exclude", frozenset({"thread"}), "socket"),
+        ("OTEL_PYTHON_GEVENT_PATCH_EXCLUDE", "dns,fork", "patch_exclude", frozenset({"dns"}), "socket"),
         ("OTEL_PYTHON_GEVENT_PRELOAD", "json,not a module,9lives,a..b", "preload", ("json",), "dotted"),
         ("OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS", "grpc,redis", "disabled_integrations", {"grpc"}, "psycogreen"),
     ],
@@ -75,8 +75,8 @@ def test_empty_values_are_defaults(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_excluding_subprocess_alone_is_refused(caplog: pytest.LogCaptureFixture) -> None:
-    settings = parse(caplog, OTEL_PYTHON_GEVENT_PATCH_EXCLUDE="subprocess,thread")
-    assert settings.patch_exclude == {"thread"}
+    settings = parse(caplog, OTEL_PYTHON_GEVENT_PATCH_EXCLUDE="subprocess,dns")
+    assert settings.patch_exclude == {"dns"}
     [record] = caplog.records
     assert "hang" in record.getMessage() and "os,signal,subprocess" in record.getMessage()
     assert parse(caplog, OTEL_PYTHON_GEVENT_PATCH_EXCLUDE="os,signal,subprocess").patch_exclude == {
@@ -84,3 +84,8 @@ def test_excluding_subprocess_alone_is_refused(caplog: pytest.LogCaptureFixture)
         "signal",
         "subprocess",
     }
+
+
+def test_excluding_thread_takes_queue_along(caplog: pytest.LogCaptureFixture) -> None:
+    assert parse(caplog, OTEL_PYTHON_GEVENT_PATCH_EXCLUDE="thread").patch_exclude == {"thread", "queue"}
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []

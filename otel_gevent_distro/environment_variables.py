@@ -22,3 +22,10 @@ that fork or spawn a process when imported."""
 
 OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS = "OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS"
 """Comma list of gevent integrations to leave off (``grpc``, ``psycogreen``)."""
+
+OTEL_PYTHON_GEVENT_HEALTH = "OTEL_PYTHON_GEVENT_HEALTH"
+"""``true`` (default) or ``false``: report gevent's health as telemetry (event-loop
+blocking, loop lag, live greenlets); turns on gevent's monitor thread."""
+
+OTEL_PYTHON_GEVENT_HEALTH_INTERVAL = "OTEL_PYTHON_GEVENT_HEALTH_INTERVAL"
+"""Seconds between two loop-lag measurements (default ``1``; at least ``0.01``)."""

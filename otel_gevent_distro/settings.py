@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from otel_gevent_distro._log import PREFIX, logger
 from otel_gevent_distro.environment_variables import (
     OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS,
+    OTEL_PYTHON_GEVENT_HEALTH,
+    OTEL_PYTHON_GEVENT_HEALTH_INTERVAL,
     OTEL_PYTHON_GEVENT_PATCH,
     OTEL_PYTHON_GEVENT_PATCH_EXCLUDE,
     OTEL_PYTHON_GEVENT_PRELOAD,
@@ -55,6 +57,8 @@ class Settings:
     preload: tuple[str, ...] = ()
     preload_defaults: bool = True
     disabled_integrations: frozenset[str] = frozenset()
+    health: bool = True
+    health_interval: float = 1.0
     #: Where each option came from: ``"environment"`` or ``"default"``.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -118,6 +122,20 @@ def parse_modules(variable: str, value: str | None) -> tuple[str, ...]:
     return tuple(modules)
 
 
+def parse_seconds(variable: str, value: str | None, default: float, minimum: float) -> float:
+    """A number of seconds, at least ``minimum``."""
+    if value is None or not value.strip():
+        return default
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        seconds = float("nan")
+    if not seconds >= minimum or seconds == float("inf"):
+        _warn(variable, value, f"a finite number of seconds >= {minimum:g}", f"using {default:g}")
+        return default
+    return seconds
+
+
 def _consistent_exclusions(excluded: frozenset[str]) -> frozenset[str]:
     """Refuse exclusions that make gevent hang or misbehave.
 
@@ -151,6 +169,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         OTEL_PYTHON_GEVENT_PRELOAD,
         OTEL_PYTHON_GEVENT_PRELOAD_DEFAULTS,
         OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS,
+        OTEL_PYTHON_GEVENT_HEALTH,
+        OTEL_PYTHON_GEVENT_HEALTH_INTERVAL,
     )
     sources = {name: ("environment" if env.get(name, "").strip() else "default") for name in variables}
     return Settings(
@@ -166,6 +186,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS,
             env.get(OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS),
             INTEGRATIONS,
+        ),
+        health=parse_bool(OTEL_PYTHON_GEVENT_HEALTH, env.get(OTEL_PYTHON_GEVENT_HEALTH), True),
+        health_interval=parse_seconds(
+            OTEL_PYTHON_GEVENT_HEALTH_INTERVAL, env.get(OTEL_PYTHON_GEVENT_HEALTH_INTERVAL), 1.0, 0.01
         ),
         sources=sources,
     )

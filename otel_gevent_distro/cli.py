@@ -2,7 +2,8 @@
 
 ``otel-gevent-distro sitecustomize-path`` prints the folder to put first on
 ``PYTHONPATH`` so that plain ``python app.py`` or ``gunicorn ...`` start with
-the distro.
+the distro; ``otel-gevent-distro doctor`` checks the set-up of this
+environment (:mod:`otel_gevent_distro.doctor`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("sitecustomize-path", help="print the folder to put first on PYTHONPATH")
+    doctor = commands.add_parser("doctor", help="check the set-up in this environment; exit 1 on a problem")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.add_argument(
+        "--via",
+        choices=("auto", "instrument", "sitecustomize"),
+        default="auto",
+        help="launch path to check (auto: sitecustomize when its folder is on PYTHONPATH)",
+    )
     return parser
 
 
@@ -41,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "sitecustomize-path":
         print(sitecustomize_path())
         return 0
+    if args.command == "doctor":
+        from otel_gevent_distro.doctor import run_doctor
+
+        return run_doctor(as_json=args.json, via=args.via)
     return 2
 
 

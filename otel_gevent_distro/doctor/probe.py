@@ -1,0 +1,100 @@
+"""Runs inside a child interpreter started like the application; prints one JSON line.
+
+Start-up already happened before this module runs (through the
+``sitecustomize`` folder or ``opentelemetry-instrument``), so what it reports
+is what the application would get. It emits no telemetry and leaves with
+``os._exit`` so that no exporter tries to flush to a collector.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+
+def _patching() -> dict[str, Any]:
+    from otel_gevent_distro.patching import last_report, patched_modules
+
+    report = last_report()
+    return {
+        "patched_modules": patched_modules(),
+        "patched_by_distro": bool(report and report.patched_by_distro),
+        "already_patched": bool(report and report.already_patched),
+        "gevent_warnings": list(report.gevent_warnings) if report else [],
+        "threads_before": list(report.threads_before) if report else [],
+        "sdk_imported_before_patch": bool(report and report.sdk_imported_before),
+    }
+
+
+def _class_names(objects: Any) -> list[str]:
+    return [f"{type(o).__module__}.{type(o).__qualname__}" for o in objects or ()]
+
+
+def _exporter_names(processors: Any) -> list[str]:
+    names = []
+    for processor in processors or ():
+        exporter = getattr(processor, "span_exporter", None) or getattr(processor, "_exporter", None)
+        if exporter is not None:
+            names.append(f"{type(exporter).__module__}.{type(exporter).__qualname__}")
+    return names
+
+
+def _sdk() -> dict[str, Any]:
+    from opentelemetry import metrics, trace
+
+    tracer_provider = trace.get_tracer_provider()
+    span_processors = getattr(getattr(tracer_provider, "_active_span_processor", None), "_span_processors", ())
+    meter_provider = metrics.get_meter_provider()
+    readers = getattr(meter_provider, "_metric_readers", ())
+    return {
+        "tracer_provider": type(tracer_provider).__qualname__,
+        "span_processors": _class_names(span_processors),
+        "span_exporters": _exporter_names(span_processors),
+        "metric_readers": _class_names(readers),
+    }
+
+
+def _integrations() -> dict[str, bool]:
+    from otel_gevent_distro.integrations import enabled_integrations
+
+    return enabled_integrations()
+
+
+def _preload() -> dict[str, list[str]]:
+    from otel_gevent_distro.bootstrap import bootstrap_result
+
+    result = bootstrap_result()
+    if result is None or result.preload is None:
+        return {"imported": [], "missing": [], "failed": []}
+    return {
+        "imported": list(result.preload.imported),
+        "missing": list(result.preload.missing),
+        "failed": list(result.preload.failed),
+    }
+
+
+def collect() -> dict[str, Any]:
+    """Everything the probe can see, each part guarded so one failure costs one part."""
+    report: dict[str, Any] = {
+        "started": "otel_gevent_distro.bootstrap" in sys.modules,
+        "configurator_ran": _configurator_ran(),
+    }
+    for name, part in (("patching", _patching), ("preload", _preload), ("integrations", _integrations), ("sdk", _sdk)):
+        try:
+            report[name] = part()
+        except Exception as exc:  # noqa: BLE001 - a diagnostic reports, it does not fail
+            report[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    return report
+
+
+def _configurator_ran() -> bool:
+    configurator = sys.modules.get("otel_gevent_distro.configurator")
+    return bool(configurator and configurator.GeventConfigurator._instance is not None)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(json.dumps(collect()) + "\n")
+    sys.stdout.flush()
+    os._exit(0)

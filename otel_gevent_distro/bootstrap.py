@@ -4,6 +4,9 @@
 2. preload the libraries that fork or spawn at import (:mod:`otel_gevent_distro.preload`);
 3. turn on gevent integrations such as gRPC's gevent mode (:mod:`otel_gevent_distro.integrations`).
 
+Right after patching it also orders the exit hooks so that exporting at exit
+works (:mod:`otel_gevent_distro.exit_flush`).
+
 The SDK is built only after this, by the configurator. This module imports
 nothing of OpenTelemetry, and :func:`bootstrap` never raises: telemetry must
 not take the application down.
@@ -14,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from otel_gevent_distro._log import PREFIX, logger
+from otel_gevent_distro.exit_flush import order_exit_hooks
 from otel_gevent_distro.integrations import enable_integrations
 from otel_gevent_distro.patching import PatchReport, apply_patch, is_patched
 from otel_gevent_distro.preload import PreloadResult, preload
@@ -40,6 +44,7 @@ def bootstrap() -> BootstrapResult | None:
     try:
         settings = get_settings()
         patch = apply_patch(settings)
+        order_exit_hooks()
         preloaded = preload(settings)
         # Integrations need the standard library patched first; when the
         # application patches later, gevent's did_patch_all plugin turns them on.

@@ -1,0 +1,49 @@
+"""Keep exporting at interpreter exit working under gevent.
+
+Short programs (scripts, ``multiprocessing`` children, tests) often export
+for the first time from the SDK's ``atexit`` shutdown. Under gevent two
+things then break, measured on Python 3.11 and 3.12 with gevent 24.2.1 and 26.9:
+
+* gevent's default resolver runs ``getaddrinfo`` in the hub's native thread
+  pool; Python 3.12 refuses to start a thread at exit ("can't create new
+  thread at interpreter shutdown"), so the export fails unless a pool thread
+  already exists. :func:`warm_resolver` starts it early (the export worker
+  calls it when it starts in a patched process, so forked children get
+  their own).
+* the HTTP connection pool made by that first export registers a
+  ``weakref.finalize``; if ``weakref``'s own exit hook is first registered
+  during exit, it runs after greenlet is torn down and prints
+  ``RuntimeError: greenlet is being finalized``. :func:`order_exit_hooks`
+  registers that hook at start-up, so it runs after the SDK's shutdown.
+
+Neither starts anything in an at-fork hook.
+"""
+
+from __future__ import annotations
+
+import sys
+import weakref
+
+_anchor: object | None = None
+
+
+class _Anchor:
+    """An object whose only purpose is to own one ``weakref.finalize``."""
+
+
+def order_exit_hooks() -> None:
+    """Register ``weakref``'s exit hook now (idempotent)."""
+    global _anchor
+    if _anchor is None:
+        _anchor = _Anchor()
+        weakref.finalize(_anchor, int)
+
+
+def warm_resolver() -> None:
+    """Start one thread of gevent's hub thread pool, if gevent is in use (never blocks)."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None or not monkey.is_module_patched("socket"):
+        return
+    from gevent import get_hub
+
+    get_hub().threadpool.spawn(int)

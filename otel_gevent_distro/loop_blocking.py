@@ -1,0 +1,289 @@
+"""Turn gevent's "event loop blocked" reports into a metric and a log record.
+
+gevent's monitor thread (``gevent.config.monitor_thread``) checks every
+``max_blocking_time`` seconds whether the hub got control back; when it did
+not, it publishes a ``gevent.events.EventLoopBlocked`` event carrying the
+blocked thread's stack. :class:`BlockReporter` subscribes to those events and,
+once the blocking greenlet finally yields, records how long the loop was
+blocked (histogram ``gevent.loop.block.duration``) and emits a rate-limited
+log record ``gevent.loop.blocked`` with the stack.
+
+Threads: :meth:`BlockReporter.on_event` runs in gevent's monitor thread while
+the hub's thread is stuck. It only notes the block in a dict and asks the hub
+(``loop.run_callback_threadsafe``) to call back when it runs again; it never
+logs, takes a lock or touches the SDK from there, because after ``patch_all()``
+those locks are gevent locks that belong to the hub's thread. Everything else
+runs in the hub's thread, in a short-lived greenlet.
+
+The duration ends when the hub runs again and starts at the event loop's
+last clock update before the block (the loop's clock stands still while it
+is blocked; :meth:`BlockReporter.calibrate` maps it to ``time.perf_counter``).
+That is the start of the loop iteration the block happened in, so the
+duration covers everything that kept the loop from polling. Without a
+calibration the start is the monitor's first sighting minus
+``max_blocking_time``, which reads short by up to ``max_blocking_time``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import warnings
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.context import Context, get_current
+
+from otel_gevent_distro._log import PREFIX, logger
+
+#: Name of the log record emitted for a blocked loop.
+BLOCKED_EVENT = "gevent.loop.blocked"
+
+#: At most one log record per this many seconds; the others are counted.
+REPORT_INTERVAL = 10.0
+
+#: A loop clock further back than this is taken for a clock step, not a block start.
+_MAX_LOOKBACK = 60.0
+
+
+@dataclass
+class Block:
+    """One period during which the hub did not get control."""
+
+    started: float
+    greenlet_name: str
+    greenlet: Any  # a weak reference to the greenlet, or a callable returning None
+    stack: str
+    #: The blocking greenlet's OpenTelemetry context, read when the block ended.
+    context: Context | None = None
+
+
+def greenlet_name(greenlet: Any) -> str:
+    """A short, readable name: gevent's ``Greenlet.name``, ``main``, or the class name."""
+    name = getattr(greenlet, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    if getattr(greenlet, "parent", 1) is None:
+        return "main"
+    return type(greenlet).__name__
+
+
+def blocked_stack(info: Any) -> str:
+    """The blocked thread's stack from an ``EventLoopBlocked.info`` report."""
+    lines = [str(line) for line in info or ()]
+    for index, line in enumerate(lines[:-1]):
+        if line.startswith("Blocked Stack"):
+            return lines[index + 1]
+    return "\n".join(lines)
+
+
+def _weak(obj: Any) -> Any:
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return lambda: None
+
+
+class BlockReporter:
+    """Receives gevent's blocked-loop events; records and logs each block once it ends."""
+
+    def __init__(self, hub: Any, histogram: Any, otel_logger: Any, report_interval: float = REPORT_INTERVAL) -> None:
+        self._hub = hub
+        self._histogram = histogram
+        self._logger = otel_logger
+        self._report_interval = report_interval
+        #: id(hub) -> the block still going on in that hub's thread.
+        self._pending: dict[int, Block] = {}
+        #: id(hub) -> when the hub last got control back after a block.
+        self._ended_at: dict[int, float] = {}
+        self._last_report: float | None = None
+        self._suppressed = 0
+        self._event_class: Any = None
+        self._subscribed = False
+        self._report_failed = False
+        self._pid = os.getpid()
+        #: time.perf_counter() minus the hub loop's clock, measured in the hub's thread.
+        self._clock_offset: float | None = None
+
+    # -- set-up, in the hub's thread ---------------------------------------
+
+    def start(self) -> bool:
+        """Subscribe to gevent's events and make sure the monitor thread runs."""
+        from gevent import config, events
+
+        if not config.monitor_thread:
+            if _set_by_environment(config, "monitor_thread"):
+                logger.debug(
+                    "%sgevent's monitor thread is turned off in the environment; loop blocking is not reported.",
+                    PREFIX,
+                )
+                return False
+            config.monitor_thread = True
+            # The distro reports blocks as telemetry; do not also print them,
+            # unless the user asked for printing (gevent >= 25 has the switch).
+            if "print_blocking_reports" in config.settings and not _set_by_environment(
+                config, "print_blocking_reports"
+            ):
+                config.print_blocking_reports = False
+        self._event_class = events.EventLoopBlocked
+        if not self._subscribed:
+            events.subscribers.append(self.on_event)
+            self._subscribed = True
+        self.calibrate()
+        with warnings.catch_warnings():
+            # gevent also watches memory when psutil is installed, and warns otherwise.
+            warnings.filterwarnings("ignore", message="Unable to monitor memory usage")
+            self._hub.start_periodic_monitoring_thread()
+        return True
+
+    def stop(self) -> None:
+        """Unsubscribe (gevent's monitor thread itself keeps running)."""
+        from gevent import events
+
+        if self._subscribed:
+            self._subscribed = False
+            with contextlib.suppress(ValueError):
+                events.subscribers.remove(self.on_event)
+        self._pending.clear()
+
+    def calibrate(self) -> None:
+        """Measure how the hub loop's clock maps to ``time.perf_counter`` (in the hub's thread)."""
+        try:
+            loop = self._hub.loop
+            loop.update_now()
+            self._clock_offset = time.perf_counter() - loop.now()
+        except Exception:  # noqa: BLE001 - a loop without these methods: use the fallback
+            self._clock_offset = None
+
+    def check_fork(self) -> None:
+        """In a forked child, the first call forgets the parent's state (see :meth:`after_fork`)."""
+        if os.getpid() != self._pid:
+            self.after_fork()
+
+    def after_fork(self) -> None:
+        """Forget the parent's state; restart the monitor thread if gevent did not."""
+        self._pid = os.getpid()
+        self._pending.clear()
+        self._ended_at.clear()
+        self.calibrate()
+        self._last_report = None
+        self._suppressed = 0
+        monitor = getattr(self._hub, "periodic_monitoring_thread", None)
+        on_fork = getattr(monitor, "_on_fork", None)
+        if callable(on_fork) and getattr(monitor, "pid", os.getpid()) != os.getpid():
+            # gevent's hub.reinit() does this after its own fork; a raw fork skips it.
+            on_fork()
+
+    # -- gevent's monitor thread ---------------------------------------------
+
+    def on_event(self, event: Any) -> None:
+        """gevent event subscriber; runs in the monitor thread for blocked-loop events."""
+        event_class = self._event_class
+        if event_class is None or not isinstance(event, event_class):
+            return
+        try:
+            hub = getattr(event, "hub", None)
+            if hub is None:  # gevent < 25 has no event.hub
+                hub = self._hub
+            key = id(hub)
+            if key in self._pending:
+                return  # the block already noted is still going on
+            now = time.perf_counter()
+            blocking_time = float(event.blocking_time)
+            if now - self._ended_at.get(key, -blocking_time) < blocking_time:
+                # A new block needs a whole quiet period after the hub ran; this
+                # report was delayed (a loaded machine) and is about the block just ended.
+                return
+            started = now - blocking_time  # the latest the block can have begun
+            offset = self._clock_offset
+            if offset is not None and hub is self._hub:
+                # Reading the clock of a loop blocked in another thread: it is not moving.
+                loop_started = hub.loop.now() + offset
+                if started - _MAX_LOOKBACK < loop_started < started:
+                    started = loop_started
+            block = Block(
+                started=started,
+                greenlet_name=greenlet_name(event.greenlet),
+                greenlet=_weak(event.greenlet),
+                stack=blocked_stack(event.info),
+            )
+            if self._pending.setdefault(key, block) is not block:
+                return
+            hub.loop.run_callback_threadsafe(self._block_ended, key)
+        except Exception:  # noqa: BLE001 - nothing may escape into gevent's monitor thread
+            pass
+
+    # -- the hub's thread ----------------------------------------------------
+
+    def _block_ended(self, key: int) -> None:
+        # In the hub greenlet, the first time it runs after the block.
+        now = time.perf_counter()
+        self._ended_at[key] = now  # before the pop: on_event checks in the other order
+        block = self._pending.pop(key, None)
+        if block is None:
+            return
+        duration = now - block.started
+        # Read now, while the greenlet is most likely still inside the span it blocked in.
+        block.context = _context_of(block.greenlet())
+        from gevent import spawn_raw
+
+        spawn_raw(self._report, block, duration)
+
+    def _report(self, block: Block, duration: float) -> None:
+        try:
+            self.check_fork()  # the parent's last report must not silence the child's first
+            self._histogram.record(duration)
+            now = time.monotonic()
+            if self._last_report is not None and now - self._last_report < self._report_interval:
+                self._suppressed += 1
+                return
+            suppressed, self._suppressed = self._suppressed, 0
+            self._last_report = now
+            self._emit(block, duration, suppressed)
+        except Exception as exc:  # noqa: BLE001 - telemetry must not hurt the application
+            if not self._report_failed:
+                self._report_failed = True
+                logger.debug("%sreporting a blocked loop failed (%s: %s).", PREFIX, type(exc).__name__, exc)
+
+    def _emit(self, block: Block, duration: float, suppressed: int) -> None:
+        now_ns = time.time_ns()
+        self._logger.emit(
+            LogRecord(
+                timestamp=now_ns - int(duration * 1e9),
+                observed_timestamp=now_ns,
+                context=block.context or Context(),
+                severity_text="WARN",
+                severity_number=SeverityNumber.WARN,
+                body=f"gevent event loop blocked for {duration:.3f} s by greenlet {block.greenlet_name}",
+                attributes={
+                    "code.stacktrace": block.stack,
+                    "gevent.greenlet.name": block.greenlet_name,
+                    "gevent.loop.block.duration": duration,
+                    "gevent.loop.block.suppressed": suppressed,
+                },
+                event_name=BLOCKED_EVENT,
+            )
+        )
+
+
+def _context_of(greenlet: Any) -> Context:
+    """The OpenTelemetry context the blocking greenlet had, so the record joins its trace."""
+    try:
+        carrier = greenlet.gr_context if greenlet is not None else None
+        if carrier is not None:
+            found = carrier.run(get_current)
+            if isinstance(found, Context):
+                return found
+    except Exception:  # noqa: BLE001 - a foreign or finished greenlet: no trace link
+        pass
+    return Context()
+
+
+def _set_by_environment(config: Any, name: str) -> bool:
+    """Whether the user set gevent's own variable for the setting ``name``."""
+    setting = config.settings.get(name)
+    key = getattr(setting, "environment_key", None)
+    return bool(key and os.environ.get(key, "").strip())

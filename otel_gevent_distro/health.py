@@ -156,6 +156,9 @@ class HealthMonitor:
             try:
                 self._check_fork()
                 self._lag.record(lag if lag > 0.0 else 0.0)
+                if self._blocking is not None:
+                    self._blocking.calibrate()
+                    self._blocking.ensure_switch_tracer()
             except Exception as exc:  # noqa: BLE001 - telemetry must not hurt the application
                 if not self._probe_failed:
                     self._probe_failed = True

@@ -8,6 +8,9 @@ once the blocking greenlet finally yields, records how long the loop was
 blocked (histogram ``gevent.loop.block.duration``) and emits a rate-limited
 log record ``gevent.loop.blocked`` with the stack.
 
+Only the hub monitoring was started for (the main thread's) is reported;
+other threads' hubs (gevent starts a monitor thread for each) are ignored.
+
 Threads: :meth:`BlockReporter.on_event` runs in gevent's monitor thread while
 the hub's thread is stuck. It only notes the block in a dict and asks the hub
 (``loop.run_callback_threadsafe``) to call back when it runs again; it never
@@ -80,6 +83,13 @@ def blocked_stack(info: Any) -> str:
     return "\n".join(lines)
 
 
+def _root(greenlet: Any) -> Any:
+    """The main greenlet of ``greenlet``'s thread (readable from any thread)."""
+    while greenlet is not None and getattr(greenlet, "parent", None) is not None:
+        greenlet = greenlet.parent
+    return greenlet
+
+
 def _weak(obj: Any) -> Any:
     try:
         return weakref.ref(obj)
@@ -92,6 +102,8 @@ class BlockReporter:
 
     def __init__(self, hub: Any, histogram: Any, otel_logger: Any, report_interval: float = REPORT_INTERVAL) -> None:
         self._hub = hub
+        #: The main greenlet of the hub's thread.
+        self._root = _root(hub)
         self._histogram = histogram
         self._logger = otel_logger
         self._report_interval = report_interval
@@ -123,7 +135,7 @@ class BlockReporter:
                 return False
             config.monitor_thread = True
             # The distro reports blocks as telemetry; do not also print them,
-            # unless the user asked for printing (gevent >= 25 has the switch).
+            # unless the user asked for printing (recent gevent has the switch).
             if "print_blocking_reports" in config.settings and not _set_by_environment(
                 config, "print_blocking_reports"
             ):
@@ -176,6 +188,25 @@ class BlockReporter:
         if callable(on_fork) and getattr(monitor, "pid", os.getpid()) != os.getpid():
             # gevent's hub.reinit() does this after its own fork; a raw fork skips it.
             on_fork()
+        self.ensure_switch_tracer()
+
+    def ensure_switch_tracer(self) -> None:
+        """Put gevent's switch tracer back if something removed it (in the hub's thread).
+
+        The monitor sees blocks through a per-thread greenlet trace function.
+        In a child forked after a thread-pool thread ran a hub of its own,
+        gevent garbage-collects that hub in the main thread and its clean-up
+        uninstalls the main thread's tracer (gevent 24.2.1 to 26.9 at least):
+        without this, the child would never see a block.
+        """
+        monitor = getattr(self._hub, "periodic_monitoring_thread", None)
+        tracer = getattr(monitor, "_greenlet_tracer", None)
+        if tracer is None or not getattr(monitor, "should_run", False):
+            return
+        import greenlet
+
+        if greenlet.gettrace() is None:
+            greenlet.settrace(tracer)
 
     # -- gevent's monitor thread ---------------------------------------------
 
@@ -186,8 +217,12 @@ class BlockReporter:
             return
         try:
             hub = getattr(event, "hub", None)
-            if hub is None:  # gevent < 25 has no event.hub
+            if hub is None:  # older gevent (24.2.1) has no event.hub: compare threads
+                if _root(event.greenlet) is not self._root:
+                    return
                 hub = self._hub
+            elif hub is not self._hub:
+                return  # another thread's hub (a thread-pool worker's, say): not ours to report
             key = id(hub)
             if key in self._pending:
                 return  # the block already noted is still going on
@@ -199,7 +234,7 @@ class BlockReporter:
                 return
             started = now - blocking_time  # the latest the block can have begun
             offset = self._clock_offset
-            if offset is not None and hub is self._hub:
+            if offset is not None:
                 # Reading the clock of a loop blocked in another thread: it is not moving.
                 loop_started = hub.loop.now() + offset
                 if started - _MAX_LOOKBACK < loop_started < started:

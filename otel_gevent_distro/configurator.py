@@ -24,14 +24,14 @@ from otel_gevent_distro.exporters import check_exporters
 
 def _pipeline_classes() -> dict[str, Any]:
     """The processor and reader classes the configurator installs."""
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from otel_gevent_distro.log_processor import GeventBatchLogRecordProcessor
+    from otel_gevent_distro.metric_reader import GeventPeriodicMetricReader
+    from otel_gevent_distro.span_processor import GeventBatchSpanProcessor
 
     return {
-        "export_span_processor": BatchSpanProcessor,
-        "export_log_record_processor": BatchLogRecordProcessor,
-        "metric_reader": PeriodicExportingMetricReader,
+        "export_span_processor": GeventBatchSpanProcessor,
+        "export_log_record_processor": GeventBatchLogRecordProcessor,
+        "metric_reader": GeventPeriodicMetricReader,
     }
 
 

@@ -1,0 +1,96 @@
+"""``GeventBatchSpanProcessor``: the SDK's ``BatchSpanProcessor``, safe across fork and kind to the hub.
+
+Owns only the span-specific edge of the pipeline: which spans are queued
+(sampled ones, as the SDK does) and the ``OTEL_BSP_*`` options. Queueing,
+the background worker, fork handling and flushing live in
+:mod:`otel_gevent_distro.worker`.
+
+It must never export on the caller's path (``on_end`` only queues) and never
+start anything in an at-fork hook.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.environment_variables import (
+    OTEL_BSP_EXPORT_TIMEOUT,
+    OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+    OTEL_BSP_MAX_QUEUE_SIZE,
+    OTEL_BSP_SCHEDULE_DELAY,
+)
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter
+
+from otel_gevent_distro.worker import BatchPipeline, BatchVariables, resolve_batch_options
+
+BSP_VARIABLES = BatchVariables(
+    max_queue_size=OTEL_BSP_MAX_QUEUE_SIZE,
+    schedule_delay=OTEL_BSP_SCHEDULE_DELAY,
+    max_export_batch_size=OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+    export_timeout=OTEL_BSP_EXPORT_TIMEOUT,
+)
+
+
+class GeventBatchSpanProcessor(SpanProcessor):
+    """Batches ended, sampled spans and exports them from a greenlet (patched) or a thread.
+
+    Same constructor as the SDK's ``BatchSpanProcessor``. Counters for tests
+    and diagnostics: :attr:`exported`, :attr:`failed`, :attr:`dropped`.
+    """
+
+    def __init__(
+        self,
+        span_exporter: SpanExporter,
+        max_queue_size: int | None = None,
+        schedule_delay_millis: float | None = None,
+        max_export_batch_size: int | None = None,
+        export_timeout_millis: float | None = None,
+        *,
+        meter_provider: Any = None,
+    ) -> None:
+        # meter_provider is accepted for signature compatibility; this
+        # processor reports through its counters and log lines instead.
+        options = resolve_batch_options(
+            BSP_VARIABLES, max_queue_size, schedule_delay_millis, max_export_batch_size, export_timeout_millis
+        )
+        self._pipeline = BatchPipeline(span_exporter, options, "spans")
+        self._emit = self._pipeline.emit
+
+    @property
+    def span_exporter(self) -> SpanExporter:
+        """The exporter, as the SDK's processor exposes it."""
+        exporter: SpanExporter = self._pipeline.exporter  # type: ignore[assignment]
+        return exporter
+
+    @property
+    def pipeline(self) -> BatchPipeline:
+        """The queue and worker behind this processor."""
+        return self._pipeline
+
+    @property
+    def exported(self) -> int:
+        return self._pipeline.exported
+
+    @property
+    def failed(self) -> int:
+        return self._pipeline.failed
+
+    @property
+    def dropped(self) -> int:
+        return self._pipeline.dropped
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is not None and context.trace_flags.sampled:
+            self._emit(span)
+
+    def shutdown(self) -> None:
+        self._pipeline.shutdown()
+
+    def force_flush(self, timeout_millis: int | None = None) -> bool:
+        return self._pipeline.flush(timeout_millis)

@@ -1,0 +1,392 @@
+"""The pipeline's queue, drop, flush and option logic, with in-memory exporters.
+
+These run in the (unpatched) test process, so the worker is a real thread;
+the greenlet worker is exercised by ``test_pipeline_gevent.py`` and the
+launched applications of ``test_pipeline_apps.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from otel_gevent_distro import GeventBatchLogRecordProcessor, GeventBatchSpanProcessor, GeventPeriodicMetricReader
+from otel_gevent_distro.span_processor import BSP_VARIABLES
+from otel_gevent_distro.worker import (
+    BatchOptions,
+    BatchPipeline,
+    MetricOptions,
+    resolve_batch_options,
+    resolve_metric_options,
+    threading_patched,
+)
+
+
+@pytest.fixture(autouse=True)
+def _unpatched() -> None:
+    if threading_patched():
+        pytest.skip("the test process is monkey-patched; these tests need real threads")
+
+
+class Recorder(SpanExporter):
+    """Records batches; can hold every export until ``gate`` opens, fail, or raise."""
+
+    def __init__(self, gate: threading.Event | None = None, result: Any = SpanExportResult.SUCCESS) -> None:
+        self.batches: list[list[Any]] = []
+        self.gate = gate
+        self.entered = threading.Event()
+        self.result = result
+        self.raises = False
+        self.shut_down = False
+
+    def export(self, batch: Sequence[Any]) -> SpanExportResult:
+        self.entered.set()
+        if self.gate is not None:
+            self.gate.wait(30)
+        if self.raises:
+            raise RuntimeError("exporter bug")
+        self.batches.append(list(batch))
+        return self.result  # type: ignore[no-any-return]
+
+    @property
+    def items(self) -> list[Any]:
+        return [item for batch in self.batches for item in batch]
+
+    def shutdown(self) -> None:
+        self.shut_down = True
+
+
+def pipeline(exporter: Recorder, **options: Any) -> BatchPipeline:
+    return BatchPipeline(exporter, BatchOptions(**options), "spans")
+
+
+def warnings_from_us(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "otel_gevent_distro" and r.levelno == logging.WARNING]
+
+
+def wait_until(check: Any, timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.01)
+    return bool(check())
+
+
+@pytest.fixture
+def gate() -> Iterator[threading.Event]:
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+# -- queue, wake-up, drops ----------------------------------------------------
+
+
+def test_a_full_batch_wakes_the_worker_before_the_schedule_delay() -> None:
+    exporter = Recorder()
+    pipe = pipeline(exporter, max_queue_size=100, schedule_delay_millis=60_000, max_export_batch_size=10)
+    for i in range(10):
+        pipe.emit(i)
+    assert wait_until(lambda: len(exporter.items) == 10)
+    assert pipe.worker.mode == "thread"
+    assert exporter.items == list(range(10))
+    assert pipe.exported == 10
+    pipe.shutdown()
+
+
+def test_the_schedule_delay_exports_a_partial_batch() -> None:
+    exporter = Recorder()
+    pipe = pipeline(exporter, max_queue_size=100, schedule_delay_millis=50, max_export_batch_size=10)
+    pipe.emit("only")
+    assert wait_until(lambda: exporter.items == ["only"])
+    pipe.shutdown()
+
+
+def test_queue_full_counts_every_drop_in_one_rate_limited_line(
+    caplog: pytest.LogCaptureFixture, gate: threading.Event
+) -> None:
+    caplog.set_level(logging.WARNING, logger="otel_gevent_distro")
+    exporter = Recorder(gate)
+    pipe = pipeline(exporter, max_queue_size=10, schedule_delay_millis=60_000, max_export_batch_size=5)
+    for i in range(5):
+        pipe.emit(i)
+    assert exporter.entered.wait(10), "the worker never started exporting"
+    # The worker is stuck in the exporter with items 0-4: 10 more fill the queue, 7 more are dropped.
+    for i in range(5, 22):
+        pipe.emit(i)
+    assert pipe.dropped == 7
+    lines = warnings_from_us(caplog)
+    assert len(lines) == 1, lines
+    assert "export queue full (10 spans): dropped 1 spans (1 in total)" in lines[0]
+
+    gate.set()
+    pipe.shutdown()
+    assert exporter.items == list(range(15))
+    assert (pipe.exported, pipe.failed, pipe.dropped) == (15, 0, 7)
+    lines = warnings_from_us(caplog)
+    assert len(lines) == 2, lines
+    assert "dropped 6 spans (7 in total)" in lines[1]
+
+
+def test_drop_lines_are_rate_limited_not_per_drop(caplog: pytest.LogCaptureFixture, gate: threading.Event) -> None:
+    caplog.set_level(logging.WARNING, logger="otel_gevent_distro")
+    pipe = pipeline(Recorder(gate), max_queue_size=2, schedule_delay_millis=60_000, max_export_batch_size=2)
+    for i in range(1000):
+        pipe.emit(i)
+    assert pipe.dropped >= 996
+    assert len(warnings_from_us(caplog)) == 1
+
+
+# -- flush and shutdown ---------------------------------------------------------
+
+
+def test_shutdown_exports_everything_still_queued() -> None:
+    exporter = Recorder()
+    pipe = pipeline(exporter, max_queue_size=2048, schedule_delay_millis=60_000, max_export_batch_size=512)
+    for i in range(1300):
+        pipe.emit(i)
+    pipe.shutdown()
+    assert exporter.items == list(range(1300))
+    assert max(len(batch) for batch in exporter.batches) <= 512
+    assert exporter.shut_down
+
+
+def test_force_flush_exports_and_returns_true() -> None:
+    exporter = Recorder()
+    pipe = pipeline(exporter, max_queue_size=100, schedule_delay_millis=60_000, max_export_batch_size=50)
+    for i in range(7):
+        pipe.emit(i)
+    assert pipe.flush() is True
+    assert exporter.items == list(range(7))
+    pipe.shutdown()
+
+
+def test_force_flush_and_shutdown_are_bounded_by_the_export_timeout(
+    caplog: pytest.LogCaptureFixture, gate: threading.Event
+) -> None:
+    caplog.set_level(logging.WARNING, logger="otel_gevent_distro")
+    exporter = Recorder(gate)
+    pipe = pipeline(
+        exporter, max_queue_size=100, schedule_delay_millis=60_000, max_export_batch_size=5, export_timeout_millis=300
+    )
+    for i in range(8):
+        pipe.emit(i)
+    assert exporter.entered.wait(10)
+    began = time.monotonic()
+    assert pipe.flush() is False
+    pipe.shutdown()
+    assert time.monotonic() - began < 5  # two waits of 0.3 s each, generously
+    # The worker holds items 0-4 in the hung export; 5-7 were never sent.
+    assert pipe.dropped == 3
+    expected = "3 spans were not exported within the export timeout (300 ms)"
+    assert any(expected in line for line in warnings_from_us(caplog))
+
+
+def test_emits_after_shutdown_are_ignored_and_counted() -> None:
+    exporter = Recorder()
+    pipe = pipeline(exporter, max_queue_size=10, schedule_delay_millis=60_000, max_export_batch_size=5)
+    pipe.shutdown()
+    pipe.emit("late")
+    assert pipe.dropped_after_shutdown == 1
+    assert pipe.flush() is False
+    assert exporter.items == []
+
+
+def test_failed_and_raising_exports_are_counted(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="otel_gevent_distro")
+    exporter = Recorder(result=SpanExportResult.FAILURE)
+    pipe = pipeline(exporter, max_queue_size=10, schedule_delay_millis=60_000, max_export_batch_size=5)
+    pipe.emit(1)
+    pipe.flush()
+    exporter.raises = True
+    pipe.emit(2)
+    pipe.flush()
+    assert (pipe.exported, pipe.failed) == (0, 2)
+    assert any("exporting 1 spans raised" in line for line in warnings_from_us(caplog))
+    pipe.shutdown()
+
+
+# -- the three SDK-facing classes ------------------------------------------------
+
+
+def test_span_processor_exports_sampled_spans_through_a_tracer_provider() -> None:
+    exporter = Recorder()
+    processor = GeventBatchSpanProcessor(exporter, schedule_delay_millis=60_000)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("test")
+    for i in range(3):
+        with tracer.start_as_current_span(f"span-{i}"):
+            pass
+    provider.shutdown()
+    assert [span.name for span in exporter.items] == ["span-0", "span-1", "span-2"]
+    assert (processor.exported, processor.failed, processor.dropped) == (3, 0, 0)
+    assert processor.span_exporter is exporter
+
+
+def test_log_processor_exports_log_records() -> None:
+    exporter = InMemoryLogRecordExporter()
+    processor = GeventBatchLogRecordProcessor(exporter, schedule_delay_millis=60_000)
+    provider = LoggerProvider()
+    provider.add_log_record_processor(processor)
+    provider.get_logger("test").emit(LogRecord(body="hello there", severity_number=SeverityNumber.WARN))
+    provider.shutdown()
+    records = exporter.get_finished_logs()
+    assert [r.log_record.body for r in records] == ["hello there"]
+    assert processor.exported == 1
+
+
+class MetricsRecorder(MetricExporter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.exports: list[MetricsData] = []
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        self.exports.append(metrics_data)
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass
+
+    def counter_value(self, name: str) -> int | None:
+        value = None
+        for data in self.exports:
+            for resource_metrics in data.resource_metrics:
+                for scope_metrics in resource_metrics.scope_metrics:
+                    for metric in scope_metrics.metrics:
+                        if metric.name == name:
+                            value = sum(point.value for point in metric.data.data_points)  # type: ignore[union-attr]
+        return value
+
+
+def test_metric_reader_collects_periodically_and_once_more_at_shutdown() -> None:
+    exporter = MetricsRecorder()
+    reader = GeventPeriodicMetricReader(exporter, export_interval_millis=50)
+    provider = MeterProvider(metric_readers=[reader])
+    counter = provider.get_meter("test").create_counter("things")
+    counter.add(2)
+    assert wait_until(lambda: exporter.counter_value("things") == 2)
+    assert reader.worker.mode == "thread"
+    counter.add(3)
+    provider.shutdown()
+    assert exporter.counter_value("things") == 5
+    assert reader.exported >= 2
+
+
+def test_metric_reader_with_infinite_interval_only_collects_on_demand() -> None:
+    exporter = MetricsRecorder()
+    reader = GeventPeriodicMetricReader(exporter, export_interval_millis=float("inf"))
+    provider = MeterProvider(metric_readers=[reader])
+    provider.get_meter("test").create_counter("things").add(1)
+    assert reader.worker.mode == "idle"
+    assert reader.force_flush() is True
+    assert exporter.counter_value("things") == 1
+    provider.shutdown()
+
+
+# -- options ----------------------------------------------------------------------
+
+
+def test_options_default_to_the_sdk_defaults() -> None:
+    assert resolve_batch_options(BSP_VARIABLES, environ={}) == BatchOptions(2048, 5000, 512, 30000)
+    variables = ("OTEL_METRIC_EXPORT_INTERVAL", "OTEL_METRIC_EXPORT_TIMEOUT")
+    assert resolve_metric_options(*variables, environ={}) == MetricOptions(60000, 30000)
+
+
+def test_options_come_from_the_environment_and_arguments_win() -> None:
+    env = {
+        "OTEL_BSP_MAX_QUEUE_SIZE": "100",
+        "OTEL_BSP_SCHEDULE_DELAY": "250",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "20",
+        "OTEL_BSP_EXPORT_TIMEOUT": "1500",
+    }
+    assert resolve_batch_options(BSP_VARIABLES, environ=env) == BatchOptions(100, 250, 20, 1500)
+    assert resolve_batch_options(BSP_VARIABLES, max_export_batch_size=5, environ=env).max_export_batch_size == 5
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field", "default"),
+    [
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "lots", "max_queue_size", 2048),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "0", "max_queue_size", 2048),
+        ("OTEL_BSP_SCHEDULE_DELAY", "-5", "schedule_delay_millis", 5000),
+        ("OTEL_BSP_SCHEDULE_DELAY", "1.5", "schedule_delay_millis", 5000),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "0", "max_export_batch_size", 512),
+        ("OTEL_BSP_EXPORT_TIMEOUT", "soon", "export_timeout_millis", 30000),
+    ],
+)
+def test_bad_environment_values_warn_once_and_use_the_sdk_default(
+    caplog: pytest.LogCaptureFixture, variable: str, value: str, field: str, default: int
+) -> None:
+    caplog.set_level(logging.WARNING, logger="otel_gevent_distro")
+    options = resolve_batch_options(BSP_VARIABLES, environ={variable: value})
+    assert getattr(options, field) == default
+    lines = warnings_from_us(caplog)
+    assert len(lines) == 1 and variable in lines[0] and repr(value) in lines[0], lines
+
+
+def test_a_batch_larger_than_the_queue_from_the_environment_is_clamped(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="otel_gevent_distro")
+    options = resolve_batch_options(BSP_VARIABLES, environ={"OTEL_BSP_MAX_QUEUE_SIZE": "100"})
+    assert (options.max_queue_size, options.max_export_batch_size) == (100, 100)
+    assert len(warnings_from_us(caplog)) == 1
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"max_queue_size": 0}, "max_queue_size must be a positive integer."),
+        ({"schedule_delay_millis": 0}, "schedule_delay_millis must be positive."),
+        ({"max_export_batch_size": -1}, "max_export_batch_size must be a positive integer."),
+        ({"max_queue_size": 10, "max_export_batch_size": 20}, "less than or equal to max_queue_size"),
+    ],
+)
+def test_bad_arguments_raise_like_the_sdk(arguments: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        GeventBatchSpanProcessor(Recorder(), **arguments)
+
+
+def test_bad_metric_interval_in_the_environment_warns_and_uses_the_default(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="otel_gevent_distro")
+    variables = ("OTEL_METRIC_EXPORT_INTERVAL", "OTEL_METRIC_EXPORT_TIMEOUT")
+    options = resolve_metric_options(*variables, environ={"OTEL_METRIC_EXPORT_INTERVAL": "0"})
+    assert options.export_interval_millis == 60000
+    assert len(warnings_from_us(caplog)) == 1
+    with pytest.raises(ValueError, match="interval value"):
+        GeventPeriodicMetricReader(MetricsRecorder(), export_interval_millis=0)
+
+
+# -- the package stays light --------------------------------------------------------
+
+
+def test_importing_the_package_imports_neither_opentelemetry_nor_gevent() -> None:
+    probe = (
+        "import sys, otel_gevent_distro\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('opentelemetry', 'gevent', 'grpc'))\n"
+        "assert not heavy, heavy\n"
+        "from otel_gevent_distro import GeventBatchSpanProcessor, GeventBatchLogRecordProcessor\n"
+        "from otel_gevent_distro import GeventPeriodicMetricReader\n"
+        "assert 'gevent' not in sys.modules\n"
+        "print(GeventBatchSpanProcessor.__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "GeventBatchSpanProcessor"

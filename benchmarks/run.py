@@ -1,0 +1,173 @@
+"""Run every benchmark row and print one table: this distro beside the stock setup.
+
+    python benchmarks/run.py                  # full run, about 10 minutes
+    BENCH_QUICK=1 python benchmarks/run.py    # fewer rounds, shorter loads: under 3 minutes
+    python benchmarks/run.py --json out.json  # also save every sample
+    python benchmarks/run.py --only hub_stall,startup
+
+Columns: ``none`` is the floor (no telemetry), ``stock`` is
+``opentelemetry-distro`` through ``opentelemetry-instrument`` with upstream's
+gevent ``patch_all`` switch, ``ours`` is ``OTEL_PYTHON_DISTRO=gevent``; each
+cell is the median of the runs, and the runs of the contenders alternate.
+See ``benchmarks/README.md`` for what each row measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import hub_stall
+import served_requests
+import span_overhead
+import spawn_context
+import startup
+import subprocess_rate
+from harness import (
+    REPO_ROOT,
+    Bench,
+    Row,
+    Target,
+    bench_from_environment,
+    close_receivers,
+    details,
+    log,
+    table,
+    unavailable_row,
+)
+
+#: Row modules in the order of the table.
+MODULES = {
+    "hub_stall": hub_stall,
+    "span_overhead": span_overhead,
+    "subprocess_rate": subprocess_rate,
+    "startup": startup,
+    "served_requests": served_requests,
+    "spawn_context": spawn_context,
+}
+DISTRIBUTIONS = (
+    "otel-gevent-distro",
+    "gevent",
+    "greenlet",
+    "opentelemetry-sdk",
+    "opentelemetry-instrumentation",
+    "opentelemetry-distro",
+    "opentelemetry-exporter-otlp-proto-grpc",
+    "opentelemetry-exporter-otlp-proto-http",
+    "grpcio",
+    "gunicorn",
+    "flask",
+    "opentelemetry-instrumentation-flask",
+)
+
+
+def _git(*args: str) -> str:
+    try:
+        done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment_facts() -> dict[str, Any]:
+    """What the figures were measured on and with."""
+    changed = [line[3:] for line in _git("status", "--porcelain", "--", "otel_gevent_distro").splitlines() if line]
+    return {
+        "commit": _git("rev-parse", "--short", "HEAD").strip(),
+        "uncommitted_package_files": changed,
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": {name: _version(name) for name in DISTRIBUTIONS},
+    }
+
+
+def describe(facts: dict[str, Any], bench: Bench, seconds: float) -> str:
+    versions = ", ".join(f"{name} {version}" for name, version in facts["versions"].items())
+    dirty = facts["uncommitted_package_files"]
+    lines = [
+        f"mode: {'quick (BENCH_QUICK=1)' if bench.quick else 'full'}; took {seconds:.0f} s",
+        f"commit {facts['commit']}" + (f" plus uncommitted changes to {', '.join(dirty)}" if dirty else ""),
+        f"{facts['cpu']}, {facts['cores']} cores; Python {facts['python']}; {facts['platform']}",
+        versions,
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", metavar="FILE", help="also write every sample and the environment as JSON")
+    parser.add_argument("--only", default="", help=f"comma list of rows to run ({', '.join(MODULES)})")
+    args = parser.parse_args(argv)
+    only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(only) - set(MODULES))
+    if unknown:
+        parser.error(f"unknown rows: {', '.join(unknown)}")
+    bench = bench_from_environment(only)
+
+    started = time.perf_counter()
+    rows: list[Row] = []
+    for name, module in MODULES.items():
+        if only and name not in only:
+            continue
+        log(f"row {name}")
+        row_start = time.perf_counter()
+        try:
+            rows += module.run(bench)
+        except Exception as exc:  # noqa: BLE001 - one broken row must not lose the table
+            log(f"row {name} failed: {type(exc).__name__}: {exc}")
+            rows.append(unavailable_row(name, "-", Target("info"), f"failed: {type(exc).__name__}: {exc}"))
+        log(f"row {name} took {time.perf_counter() - row_start:.0f} s")
+    received = close_receivers()
+    seconds = time.perf_counter() - started
+
+    facts = environment_facts()
+    print(table(rows))
+    print()
+    print(describe(facts, bench, seconds))
+    print()
+    print("Samples (each run; the table shows their median):")
+    print(details(rows))
+    print(f"receivers counted: {json.dumps(received)}")
+    if args.json:
+        payload = {
+            "environment": facts,
+            "quick": bench.quick,
+            "seconds": seconds,
+            "command": " ".join(["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
+            "receivers": received,
+            "rows": [row.as_json() for row in rows],
+        }
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+        log(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

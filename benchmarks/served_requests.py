@@ -1,0 +1,161 @@
+"""Row 5, served requests: a Flask app on gunicorn's gevent worker under load.
+
+``apps/flask_app.py`` (one route) runs as ``gunicorn -k gevent -w 1``, plain
+(``none``) or through ``opentelemetry-instrument`` (``stock``, ``ours``; the
+Flask instrumentation makes one server span per request, every signal
+exports over OTLP/HTTP to a healthy receiver). Load comes from a second
+process on 127.0.0.1: ``wrk`` when installed, else ``benchmarks/loadgen.py``.
+After a short warm-up, one bounded measurement gives requests per second and
+the p99 latency. The share of server spans the span processor dropped
+because its queue was full is read from the server's log lines: a pipeline
+that cannot keep up does less export work, which flatters its throughput.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from functools import cache, partial
+
+from harness import (
+    APPS_DIR,
+    BENCH_DIR,
+    BIN,
+    NONE,
+    OURS,
+    PYTHON,
+    STOCK,
+    Bench,
+    Receiver,
+    Row,
+    Target,
+    free_port,
+    interleave,
+    launch,
+    log,
+    main_single,
+    rows_from,
+    shared_receiver,
+    stop_process,
+)
+
+SETTINGS = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp", "OTEL_LOGS_EXPORTER": "otlp"}
+WORKERS = 1
+CONNECTIONS = 16
+SDK_DROP = re.compile(r"Queue full, dropping span", re.IGNORECASE)
+DISTRO_DROP = re.compile(r"dropped (\d+) spans")
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+@cache
+def _has_control_socket() -> bool:
+    """gunicorn >= 26 opens a control socket in the home folder unless told not to."""
+    done = subprocess.run([str(BIN / "gunicorn"), "--help"], check=False, capture_output=True, text=True, timeout=60)
+    return "--no-control-socket" in done.stdout
+
+
+def _gunicorn_command(port: int) -> list[str]:
+    command = [str(BIN / "gunicorn"), "-k", "gevent", "-w", str(WORKERS), "-b", f"127.0.0.1:{port}"]
+    command += ["--chdir", str(APPS_DIR), "--log-level", "warning"]
+    if _has_control_socket():
+        command.append("--no-control-socket")
+    return [*command, "flask_app:app"]
+
+
+def _wait_ready(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {proc.returncode}")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            connection.request("GET", "/")
+            if connection.getresponse().status == 200:
+                return
+        except (OSError, http.client.HTTPException):
+            pass
+        finally:
+            connection.close()
+        time.sleep(0.2)
+    raise RuntimeError("gunicorn did not answer in time")
+
+
+def _parse_wrk(text: str) -> dict[str, float]:
+    total = re.search(r"(\d+) requests in", text)
+    rps = re.search(r"Requests/sec:\s*([\d.]+)", text)
+    p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.MULTILINE)
+    if not rps or not p99:
+        raise RuntimeError(f"cannot read wrk's output:\n{text[-600:]}")
+    errors = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    failed = int(errors.group(1)) if errors else 0
+    failed += sum(int(n) for n in sockets.groups()) if sockets else 0
+    p99_ms = float(p99.group(1)) * UNITS[p99.group(2)]
+    requests = int(total.group(1)) if total else 0
+    return {"rps": float(rps.group(1)), "p99": p99_ms, "errors": failed, "requests": requests}
+
+
+def _load(port: int, seconds: float) -> dict[str, float]:
+    wrk = shutil.which("wrk")
+    if wrk:
+        command = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--latency", f"http://127.0.0.1:{port}/"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True)
+        return _parse_wrk(done.stdout)
+    command = [PYTHON, str(BENCH_DIR / "loadgen.py"), "127.0.0.1", str(port)]
+    command += ["--connections", str(CONNECTIONS), "--seconds", str(seconds)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"rps": result["rps"], "p99": result["p99_ms"], "errors": result["errors"], "requests": result["requests"]}
+
+
+def _measure(receiver: Receiver, seconds: float, contender: str) -> dict[str, float]:
+    port = free_port()
+    command, env = launch(contender, _gunicorn_command(port), {**SETTINGS, **receiver.env("http/protobuf")})
+    with tempfile.TemporaryFile() as output:
+        proc = subprocess.Popen(command, env=env, cwd=APPS_DIR, stdin=subprocess.DEVNULL, stdout=output, stderr=output)
+        try:
+            _wait_ready(port, proc)
+            warm_up = _load(port, 1)
+            figures = _load(port, seconds)
+        finally:
+            stop_process(proc)
+        output.seek(0)
+        said = output.read().decode(errors="replace")
+    if figures["errors"]:
+        log(f"served requests {contender}: {figures['errors']:.0f} failed requests; gunicorn said: {said[-600:]}")
+    # One server span per request (the readiness probe's included).
+    if contender == NONE:
+        return figures
+    spans = warm_up["requests"] + figures["requests"] + 1
+    return {**figures, "dropped": 100.0 * dropped_spans(said) / spans}
+
+
+def dropped_spans(output: str) -> int:
+    """Spans the processor dropped, from its log lines: the SDK logs each one, the distro sums them up."""
+    return len(SDK_DROP.findall(output)) + sum(int(n) for n in DISTRO_DROP.findall(output))
+
+
+def run(bench: Bench) -> list[Row]:
+    seconds = bench.pick(2.0, 8.0)
+    measure = partial(_measure, shared_receiver("healthy"), seconds)
+    samples, errors = interleave([NONE, STOCK, OURS], bench.pick(1, 3), measure, "served requests")
+    generator = "wrk" if shutil.which("wrk") else "loadgen.py"
+    notes = {"seconds": seconds, "workers": WORKERS, "connections": CONNECTIONS, "load": generator}
+    specs = (
+        ("rps", f"served requests (gunicorn -k gevent, {generator})", "req/s", Target("ratio>=", 1.0)),
+        ("p99", "served requests: p99 latency", "ms", Target("ratio<=", 1.0)),
+        ("dropped", "served requests: spans dropped (queue full)", "%", Target("info")),
+    )
+    rows = rows_from(samples, specs, errors, notes)
+    for row in rows:
+        row.notes["failed_requests"] = samples.get("errors", {})
+    return rows
+
+
+if __name__ == "__main__":
+    main_single(run)

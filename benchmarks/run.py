@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import hub_stall
+import idle_cpu
 import served_requests
 import span_overhead
 import spawn_context
@@ -52,6 +53,7 @@ MODULES = {
     "startup": startup,
     "served_requests": served_requests,
     "spawn_context": spawn_context,
+    "idle_cpu": idle_cpu,
 }
 DISTRIBUTIONS = (
     "otel-gevent-distro",

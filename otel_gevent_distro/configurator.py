@@ -6,6 +6,7 @@ cannot load are dropped with one warning first (:mod:`otel_gevent_distro.exporte
 and a failing build is one error line, never a traceback. The SDK has
 no keyword for the metric reader, so for the length of that one call the
 reader class it uses is swapped for the distro's (:func:`_metric_reader_swapped`).
+Once the SDK exists, gevent's health telemetry starts (:mod:`otel_gevent_distro.health`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from otel_gevent_distro._log import PREFIX, logger
 from otel_gevent_distro.bootstrap import bootstrap
 from otel_gevent_distro.exporters import check_exporters
+from otel_gevent_distro.health import start_health_monitoring
+from otel_gevent_distro.settings import get_settings
 
 
 def _pipeline_classes() -> dict[str, Any]:
@@ -72,3 +75,5 @@ class GeventConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
                 type(exc).__name__,
                 exc,
             )
+            return
+        start_health_monitoring(get_settings())

@@ -197,3 +197,23 @@ def test_sitecustomize_keeps_exclusions_despite_upstream_switch(tmp_path: Path, 
     result.assert_clean()
     assert result.stdout.split() == ["False", "True"]
     assert "Patching more than once" not in result.stderr
+
+
+@pytest.mark.parametrize("via", PATHS)
+def test_gevent_health_starts_with_the_sdk(tmp_path: Path, receiver, via: str) -> None:
+    app = write_app(
+        tmp_path,
+        """
+        import gevent
+        for _ in range(10):
+            gevent.sleep(0.1)
+        """,
+    )
+    result = run_app(app, via, env={**receiver.env("http/protobuf"), "OTEL_PYTHON_GEVENT_HEALTH_INTERVAL": "0.05"})
+    result.assert_clean()
+    names = {m.name for m in receiver.wait_for(lambda m: m.name == "gevent.loop.lag", signal="metrics", timeout=30)}
+    assert names == {"gevent.loop.lag"}
+    receiver.clear()
+    off = run_app(app, via, env={**receiver.env("http/protobuf"), "OTEL_PYTHON_GEVENT_HEALTH": "false"})
+    off.assert_clean()
+    assert receiver.metrics() == [] or not [m for m in receiver.metrics() if m.name.startswith("gevent.")]

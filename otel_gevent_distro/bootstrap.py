@@ -2,7 +2,8 @@
 
 1. monkey-patch (:mod:`otel_gevent_distro.patching`);
 2. preload the libraries that fork or spawn at import (:mod:`otel_gevent_distro.preload`);
-3. turn on gevent integrations such as gRPC's gevent mode (:mod:`otel_gevent_distro.integrations`).
+3. turn on gevent integrations such as gRPC's gevent mode (:mod:`otel_gevent_distro.integrations`);
+4. install the hooks of a server that forks from C (uWSGI, :mod:`otel_gevent_distro.servers`).
 
 Right after patching it also orders the exit hooks so that exporting at exit
 works (:mod:`otel_gevent_distro.exit_flush`).
@@ -21,6 +22,7 @@ from otel_gevent_distro.exit_flush import order_exit_hooks
 from otel_gevent_distro.integrations import enable_integrations
 from otel_gevent_distro.patching import PatchReport, apply_patch, is_patched
 from otel_gevent_distro.preload import PreloadResult, preload
+from otel_gevent_distro.servers import install_server_hooks
 from otel_gevent_distro.settings import get_settings
 
 
@@ -49,6 +51,7 @@ def bootstrap() -> BootstrapResult | None:
         # Integrations need the standard library patched first; when the
         # application patches later, gevent's did_patch_all plugin turns them on.
         integrations = enable_integrations() if is_patched() else {}
+        install_server_hooks()
         _result = BootstrapResult(patch, preloaded, integrations)
     except Exception:  # noqa: BLE001 - last line of defence for the application
         logger.exception("%sstart-up failed; the application runs without the gevent set-up.", PREFIX)

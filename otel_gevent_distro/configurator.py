@@ -6,7 +6,10 @@ cannot load are dropped with one warning first (:mod:`otel_gevent_distro.exporte
 and a failing build is one error line, never a traceback. The SDK has
 no keyword for the metric reader, so for the length of that one call the
 reader class it uses is swapped for the distro's (:func:`_metric_reader_swapped`).
-Once the SDK exists, gevent's health telemetry starts (:mod:`otel_gevent_distro.health`).
+The SDK's providers refresh their resource after fork in a thread pool, which
+under gevent runs the parent's hub in the child; that refresh runs inline
+instead (:mod:`otel_gevent_distro.resource_refresh`). Once the SDK exists,
+gevent's health telemetry starts (:mod:`otel_gevent_distro.health`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from otel_gevent_distro._log import PREFIX, logger
 from otel_gevent_distro.bootstrap import bootstrap
 from otel_gevent_distro.exporters import check_exporters
 from otel_gevent_distro.health import start_health_monitoring
+from otel_gevent_distro.resource_refresh import install as refresh_resources_without_threads
 from otel_gevent_distro.settings import get_settings
 
 
@@ -65,6 +69,7 @@ class GeventConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
         for keyword, cls in classes.items():
             kwargs.setdefault(keyword, cls)
         check_exporters()
+        refresh_resources_without_threads()
         try:
             with _metric_reader_swapped(reader_class):
                 super()._configure(**kwargs)

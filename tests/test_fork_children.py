@@ -58,7 +58,7 @@ def test_refresh_is_left_alone_without_gevent_threads() -> None:
     assert sdk_trace._get_process_dependent_resource is before
 
 
-def test_inline_detection_gives_a_fresh_instance_id() -> None:
+def test_inline_detection_keeps_the_instance_id_within_a_process() -> None:
     from otel_gevent_distro.resource_refresh import detect_inline
 
     first = detect_inline().attributes["service.instance.id"]

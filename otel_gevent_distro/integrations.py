@@ -35,7 +35,7 @@ def _installed(module: str) -> bool:
         return False
 
 
-def _grpc() -> None:
+def _grpc() -> bool:
     if _sdk_already_built():
         logger.warning(
             "%sgevent was patched after the OpenTelemetry SDK was built, so gRPC's gevent "
@@ -43,10 +43,11 @@ def _grpc() -> None:
             "Use OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf or let the distro patch first.",
             PREFIX,
         )
-        return
+        return False
     from grpc.experimental import gevent as grpc_gevent
 
     grpc_gevent.init_gevent()
+    return True
 
 
 def _sdk_already_built() -> bool:
@@ -57,14 +58,15 @@ def _sdk_already_built() -> bool:
     return type(trace.get_tracer_provider()).__name__ != "ProxyTracerProvider"
 
 
-def _psycogreen() -> None:
+def _psycogreen() -> bool:
     from psycogreen.gevent import patch_psycopg
 
     patch_psycopg()
+    return True
 
 
-#: name -> (module that must be installed, how to turn it on)
-INTEGRATIONS: dict[str, tuple[str, Callable[[], None]]] = {
+#: name -> (module that must be installed, how to turn it on: True when it did)
+INTEGRATIONS: dict[str, tuple[str, Callable[[], bool]]] = {
     "grpc": ("grpc", _grpc),
     "psycogreen": ("psycogreen", _psycogreen),
 }
@@ -83,15 +85,15 @@ def enable_integrations() -> dict[str, bool]:
             _enabled[name] = False
             continue
         try:
-            turn_on()
+            on = turn_on()
         except Exception as exc:  # noqa: BLE001 - a broken optional library must not stop start-up
             logger.warning(
                 "%sturning on the %s gevent integration failed (%s: %s).", PREFIX, name, type(exc).__name__, exc
             )
             _enabled[name] = False
         else:
-            logger.debug("%s%s gevent integration on.", PREFIX, name)
-            _enabled[name] = True
+            logger.debug("%s%s gevent integration %s.", PREFIX, name, "on" if on else "left off")
+            _enabled[name] = on
     return dict(_enabled)
 
 

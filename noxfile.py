@@ -1,8 +1,9 @@
 """Test matrix: the suite on the oldest and newest supported gevent, on two Pythons.
 
 ``nox`` runs ``lint`` and every ``tests`` cell; ``nox -s tests`` only the
-matrix. Interpreters come from PATH or, failing that, from pyenv's versions
-folder, so a machine with pyenv needs no ``pyenv global`` juggling.
+matrix. Interpreters come from pyenv's versions folder when it has them
+(linked into ``.nox/.interpreters``), else from ``python3.X`` on PATH, so a
+machine with pyenv needs no ``pyenv global`` juggling.
 """
 
 from __future__ import annotations
@@ -19,32 +20,35 @@ nox.options.reuse_existing_virtualenvs = True
 
 PYTHONS = ["3.11", "3.12"]
 GEVENTS = ["24.2.1", "latest"]
-SERVER_DEPS = [
-    "gunicorn",
-    "flask",
-    "requests",
-    "uwsgi",
-    "celery[redis]",
-    "redis",
-    "opentelemetry-instrumentation-flask",
-    "opentelemetry-instrumentation-requests",
-    "opentelemetry-instrumentation-celery",
-    "opentelemetry-instrumentation-threading",
-    "psycopg2-binary",
-    "psycogreen",
-]
+#: gunicorn 24 and later refuse gevent older than 24.10.1.
+OLD_GEVENT_PINS = ["gunicorn<24"]
 
 
-def _pyenv_bins() -> list[str]:
+def _pyenv_root() -> Path:
     try:
-        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=True).stdout.strip()
+        done = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=True)
+        return Path(done.stdout.strip())
     except (OSError, subprocess.CalledProcessError):
-        root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
-    return [str(p.parent) for p in sorted(Path(root).glob("versions/3.*/bin/python3"))]
+        return Path(os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv")))
 
 
-# Put real interpreters before pyenv's shims, which refuse versions not selected.
-os.environ["PATH"] = os.pathsep.join([*_pyenv_bins(), os.environ.get("PATH", "")])
+def _expose_pyenv_interpreters() -> None:
+    """Link ``python3.X`` of each wanted version into one folder put first on PATH.
+
+    pyenv's shims refuse a version that is not selected; only the versioned
+    names are linked, so ``python``/``python3`` keep meaning what they meant.
+    """
+    folder = Path(__file__).parent / ".nox" / ".interpreters"
+    folder.mkdir(parents=True, exist_ok=True)
+    for version in PYTHONS:
+        candidates = sorted((_pyenv_root() / "versions").glob(f"{version}.*/bin/python{version}"))
+        link = folder / f"python{version}"
+        if candidates and not link.exists():
+            link.symlink_to(candidates[-1])
+    os.environ["PATH"] = os.pathsep.join([str(folder), os.environ.get("PATH", "")])
+
+
+_expose_pyenv_interpreters()
 
 
 @nox.session(python=PYTHONS[-1])
@@ -60,7 +64,7 @@ def lint(session: nox.Session) -> None:
 @nox.parametrize("gevent", GEVENTS)
 def tests(session: nox.Session, gevent: str) -> None:
     """The whole suite against the installed wheel, for one Python and one gevent."""
-    pin = "gevent" if gevent == "latest" else f"gevent=={gevent}"
-    session.install(".[otlp,test]", pin, *SERVER_DEPS)
+    pins = ["gevent"] if gevent == "latest" else [f"gevent=={gevent}", *OLD_GEVENT_PINS]
+    session.install(".[otlp,test]", *pins)
     session.run("python", "-c", "import gevent, sys; print('gevent', gevent.__version__, 'python', sys.version)")
     session.run("pytest", "-p", "no:cacheprovider", *session.posargs)

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import hub_stall
-import idle_cpu
 import served_requests
 import span_overhead
 import spawn_context
@@ -53,7 +52,6 @@ MODULES = {
     "startup": startup,
     "served_requests": served_requests,
     "spawn_context": spawn_context,
-    "idle_cpu": idle_cpu,
 }
 DISTRIBUTIONS = (
     "otel-gevent-distro",

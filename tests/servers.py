@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from tests.launch import BIN, NOISE, clean_environment, sitecustomize_folder
+from tests.launch import ALL_INSTRUMENTATIONS, BIN, NOISE, clean_environment, sitecustomize_folder
 from tests.receiver import ReceivedSpan
 
 APPS = Path(__file__).resolve().parent / "apps"
@@ -55,7 +55,7 @@ def launch_command(
     distro with ``OTEL_PYTHON_DISTRO=gevent``; ``"sitecustomize"`` puts the
     distro's sitecustomize folder first on ``PYTHONPATH``.
     """
-    full_env = clean_environment()
+    full_env = {**clean_environment(), **ALL_INSTRUMENTATIONS}
     full_env.update(env or {})
     if via == "instrument":
         full_env.setdefault("OTEL_PYTHON_DISTRO", "gevent")

@@ -171,13 +171,13 @@ def test_already_patched_process_is_not_patched_again(tmp_path: Path, receiver) 
     env = {
         **receiver.env("http/protobuf"),
         "OTEL_PYTHON_AUTO_INSTRUMENTATION_EXPERIMENTAL_GEVENT_PATCH": "patch_all",
-        "OTEL_PYTHON_GEVENT_PATCH_EXCLUDE": "thread",
+        "OTEL_PYTHON_GEVENT_PATCH_EXCLUDE": "dns",
     }
     result = run_app(app, "instrument", env=env)
     result.assert_clean()
     assert result.stdout.split() == ["False", "True"]
     [warning] = result.warnings()
-    assert "OTEL_PYTHON_GEVENT_PATCH_EXCLUDE=thread has no effect" in warning
+    assert "OTEL_PYTHON_GEVENT_PATCH_EXCLUDE=dns has no effect" in warning
 
 
 def test_sitecustomize_keeps_exclusions_despite_upstream_switch(tmp_path: Path, receiver) -> None:

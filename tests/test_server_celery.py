@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.launch import BIN, run_app
+from tests.launch import ALL_INSTRUMENTATIONS, BIN, run_app
 from tests.receiver import OtlpReceiver, ReceivedSpan
 from tests.servers import (
     APPS,
@@ -78,7 +78,12 @@ def test_celery_gevent_worker_consumes_with_producer_context(tmp_path: Path, rec
             # Both start at once (start-up dominates the run time); the broker keeps
             # the messages until the worker is ready.
             publishing = background.submit(
-                run_app, APPS / "celery_producer.py", via, env=env, args=[str(TASKS)], timeout=60
+                run_app,
+                APPS / "celery_producer.py",
+                via,
+                env={**ALL_INSTRUMENTATIONS, **env},
+                args=[str(TASKS)],
+                timeout=60,
             )
             worker.wait_for_output(r"celery@\S+ ready\.", timeout=60)
             producer = publishing.result()

@@ -38,6 +38,11 @@ class GeventInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return _INSTRUMENTS
 
     def _instrument(self, **kwargs: Any) -> None:
+        try:
+            import gevent  # noqa: F401
+        except ImportError:
+            # The bootstrap already said, once, that gevent cannot be imported.
+            return
         greenlets.install()
         threadpool.install()
 

@@ -10,7 +10,9 @@ Meter ``otel_gevent_distro.health``:
   ``OTEL_PYTHON_GEVENT_HEALTH_INTERVAL`` seconds wakes its greenlet, measured
   once per interval: the delay every waiting greenlet suffers.
 * ``gevent.greenlet.count`` (observable up-down counter, ``{greenlet}``):
-  gevent ``Greenlet`` objects started and not yet finished. Counted with a
+  gevent ``Greenlet`` objects started and not yet finished; observed only once
+  the lag probe has measured in this process, so a program that exits before
+  its loop ran one interval (``pip``, a management command) exports nothing. Counted with a
   spawn callback keeping weak references; nothing scans the garbage collector.
 
 :func:`start_health_monitoring` is what the configurator calls once the SDK
@@ -30,6 +32,7 @@ What this module must never do:
 
 from __future__ import annotations
 
+import os
 import time
 import weakref
 from collections.abc import Iterable
@@ -76,6 +79,9 @@ class HealthMonitor:
         self._blocking: BlockReporter | None = None
         self._lag: Any = None
         self._probe_failed = False
+        #: The process in which the lag probe last measured: until the loop has run one
+        #: interval here, nothing is observed, so a short-lived process exports nothing.
+        self._measured_in_pid: int | None = None
         #: Whether gevent's blocked-loop events are being reported.
         self.reports_blocking = False
 
@@ -102,7 +108,7 @@ class HealthMonitor:
         )
 
         def observe_greenlets(options: CallbackOptions) -> Iterable[Observation]:
-            if not self._running:
+            if not self._running or self._measured_in_pid != os.getpid():
                 return []
             return [Observation(self.live_greenlets())]
 
@@ -156,6 +162,7 @@ class HealthMonitor:
             try:
                 self._check_fork()
                 self._lag.record(lag if lag > 0.0 else 0.0)
+                self._measured_in_pid = os.getpid()
                 if self._blocking is not None:
                     self._blocking.calibrate()
                     self._blocking.ensure_switch_tracer()

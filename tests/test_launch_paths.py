@@ -217,3 +217,12 @@ def test_gevent_health_starts_with_the_sdk(tmp_path: Path, receiver, via: str) -
     off = run_app(app, via, env={**receiver.env("http/protobuf"), "OTEL_PYTHON_GEVENT_HEALTH": "false"})
     off.assert_clean()
     assert receiver.metrics() == [] or not [m for m in receiver.metrics() if m.name.startswith("gevent.")]
+
+
+@pytest.mark.parametrize("via", PATHS)
+def test_a_process_that_emits_nothing_sends_nothing(tmp_path: Path, receiver, via: str) -> None:
+    """Every Python program started with the sitecustomize folder (pip, manage.py...)
+    starts telemetry; one that emits nothing must not wait on a collector at exit."""
+    result = run_app(write_app(tmp_path, "print('quiet')\n"), via, env=receiver.env("http/protobuf"))
+    result.assert_clean()
+    assert receiver.requests == {signal: {"http": 0, "grpc": 0} for signal in ("spans", "metrics", "logs")}

@@ -15,6 +15,8 @@ See ``benchmarks/README.md`` for what each row measures.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -94,12 +96,33 @@ def _version(distribution: str) -> str:
         return "not installed"
 
 
-def environment_facts() -> dict[str, Any]:
-    """What the figures were measured on and with."""
+def package_fingerprint() -> str:
+    """A digest of the package's source files as they are on disk (what an editable install runs)."""
+    digest = hashlib.sha256()
+    for path in sorted((REPO_ROOT / "otel_gevent_distro").rglob("*.py")):
+        digest.update(str(path.relative_to(REPO_ROOT)).encode())
+        with contextlib.suppress(OSError):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def code_state() -> dict[str, Any]:
+    """The commit, the package files that differ from it, and the digest of what is on disk."""
     changed = [line[3:] for line in _git("status", "--porcelain", "--", "otel_gevent_distro").splitlines() if line]
     return {
         "commit": _git("rev-parse", "--short", "HEAD").strip(),
         "uncommitted_package_files": changed,
+        "package_fingerprint": package_fingerprint(),
+    }
+
+
+def environment_facts(before: dict[str, Any]) -> dict[str, Any]:
+    """What the figures were measured on and with; ``before`` is :func:`code_state` at the start."""
+    after = code_state()
+    return {
+        **before,
+        "code_changed_during_run": after != before,
+        "code_at_end": after,
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
@@ -111,9 +134,13 @@ def environment_facts() -> dict[str, Any]:
 def describe(facts: dict[str, Any], bench: Bench, seconds: float) -> str:
     versions = ", ".join(f"{name} {version}" for name, version in facts["versions"].items())
     dirty = facts["uncommitted_package_files"]
+    code = f"commit {facts['commit']}" + (f" plus uncommitted changes to {', '.join(dirty)}" if dirty else "")
+    code += f" (package files digest {facts['package_fingerprint']})"
+    if facts["code_changed_during_run"]:
+        code += f"; WARNING: the package changed during the run (at the end: {facts['code_at_end']})"
     lines = [
         f"mode: {'quick (BENCH_QUICK=1)' if bench.quick else 'full'}; took {seconds:.0f} s",
-        f"commit {facts['commit']}" + (f" plus uncommitted changes to {', '.join(dirty)}" if dirty else ""),
+        code,
         f"{facts['cpu']}, {facts['cores']} cores; Python {facts['python']}; {facts['platform']}",
         versions,
     ]
@@ -132,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = bench_from_environment(only)
 
     started = time.perf_counter()
+    before = code_state()
     rows: list[Row] = []
     for name, module in MODULES.items():
         if only and name not in only:
@@ -147,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     received = close_receivers()
     seconds = time.perf_counter() - started
 
-    facts = environment_facts()
+    facts = environment_facts(before)
     print(table(rows))
     print()
     print(describe(facts, bench, seconds))

@@ -483,6 +483,14 @@ def _figure(value: float | None) -> str:
     return f"{value:.2f}"
 
 
+def _ratio(ratio: float | None) -> str:
+    if ratio is None:
+        return "-"
+    if ratio >= 100:
+        return f"{ratio:,.0f}"
+    return f"{ratio:.2f}"
+
+
 def table(rows: Sequence[Row]) -> str:
     """All rows as one Markdown table (medians; ratio is ours/stock)."""
     header = ["row", "unit", "none", "stock", "ours", "ours/stock", "target", "mark"]
@@ -499,7 +507,7 @@ def table(rows: Sequence[Row]) -> str:
                 _figure(row.median(NONE)),
                 _figure(row.median(STOCK)),
                 _figure(row.median(OURS)),
-                "-" if ratio is None else f"{ratio:.2f}",
+                _ratio(ratio),
                 row.target.describe(),
                 row.mark(),
             ]

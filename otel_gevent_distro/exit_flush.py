@@ -5,8 +5,9 @@ for the first time from the SDK's ``atexit`` shutdown. Under gevent two
 things then break, measured on Python 3.11 and 3.12 with gevent 24.2.1 and 26.9:
 
 * gevent's default resolver runs ``getaddrinfo`` in the hub's native thread
-  pool; Python 3.12 refuses to start a thread at exit ("can't create new
-  thread at interpreter shutdown"), so the export fails unless a pool thread
+  pool, and gRPC's gevent mode its blocking calls in a pool of its own;
+  Python 3.12 refuses to start a thread at exit ("can't create new thread
+  at interpreter shutdown"), so the export fails unless a pool thread
   already exists. :func:`warm_resolver` starts it early (the export worker
   calls it when it starts in a patched process, so forked children get
   their own).
@@ -40,10 +41,19 @@ def order_exit_hooks() -> None:
 
 
 def warm_resolver() -> None:
-    """Start one thread of gevent's hub thread pool, if gevent is in use (never blocks)."""
+    """Start one thread of each gevent thread pool an export at exit needs (never blocks).
+
+    Call it from the main thread: the exit flush runs there, on the main hub.
+    gevent's resolver uses the hub's pool; gRPC's gevent mode runs its blocking
+    calls in a pool of its own.
+    """
     monkey = sys.modules.get("gevent.monkey")
     if monkey is None or not monkey.is_module_patched("socket"):
         return
     from gevent import get_hub
 
     get_hub().threadpool.spawn(int)
+    cygrpc = sys.modules.get("grpc._cython.cygrpc")
+    pool = getattr(cygrpc, "g_gevent_threadpool", None) if getattr(cygrpc, "g_gevent_activated", False) else None
+    if pool is not None:
+        pool.spawn(int)

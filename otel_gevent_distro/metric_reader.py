@@ -25,8 +25,10 @@ from otel_gevent_distro import forksafe
 from otel_gevent_distro._log import PREFIX, logger
 from otel_gevent_distro.worker import (
     ERROR_LOG_INTERVAL_S,
+    EXPORTER_SHUTDOWN_GRACE_S,
     RateLimiter,
     Worker,
+    bounded_at_exit,
     resolve_metric_options,
     shutdown_exporter,
     suppressed,
@@ -153,10 +155,12 @@ class GeventPeriodicMetricReader(MetricReader):
         deadline = time.monotonic() + timeout_millis / 1000
         self._adopt_process()
         self._worker.stop()
-        try:
-            # The final collect and export: what was recorded since the last interval.
-            self.collect(timeout_millis=timeout_millis)
-        except Exception:  # noqa: BLE001 - shutting down must finish
-            logger.warning("%sthe final metric collection failed.", PREFIX, exc_info=True)
+        with bounded_at_exit(deadline):
+            try:
+                # The final collect and export: what was recorded since the last interval.
+                self.collect(timeout_millis=timeout_millis)
+            except Exception:  # noqa: BLE001 - shutting down must finish
+                logger.warning("%sthe final metric collection failed.", PREFIX, exc_info=True)
         self._shutdown = True
-        shutdown_exporter(self._exporter, (deadline - time.monotonic()) * 1000)
+        with bounded_at_exit(max(deadline, time.monotonic() + EXPORTER_SHUTDOWN_GRACE_S)):
+            shutdown_exporter(self._exporter, (deadline - time.monotonic()) * 1000)

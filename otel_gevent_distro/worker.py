@@ -22,14 +22,18 @@ hub, which gRPC's gevent mode does not support. Otherwise the worker is a
 plain daemon thread, like the SDK's.
 
 *Never blocking the hub.* Exporting is mostly CPU work (protobuf encoding,
-about 0.1 ms per span measured: one 512-span call held the loop for 55 ms).
-In greenlet mode each batch is handed to the exporter in chunks sized so
-one call takes about :data:`CHUNK_BUDGET_S` of CPU (learned from
-``time.thread_time()`` around recent calls, see :class:`ChunkSizer`), and
-the event loop runs one full iteration between chunks
-(:func:`cooperative_yield`). The budget trades hub latency for CPU: each
-call also pays a fixed per-request cost (about 3.5 ms with OTLP/HTTP on a
-slow machine), so smaller chunks would cost more CPU per span.
+about 0.1 ms per span here: one 512-span call held the loop for 55 ms). In
+greenlet mode each batch goes to the exporter in chunks sized so that one
+call holds the hub for about :data:`CHUNK_BUDGET_S` before its first network
+wait (measured with a loop callback queued just before each call, see
+:class:`ChunkSizer`), and the event loop runs one full iteration between
+chunks (:func:`cooperative_yield`). Each call also pays a fixed per-request
+cost, and with a slow collector a round trip, so small chunks cap
+throughput: when the queue backs up they grow back to whole batches
+(:meth:`BatchPipeline._chunk_size`). At exit batches go out whole.
+
+*Batching.* Woken, the worker exports only full batches; everything queued
+goes out once per schedule delay, as the SDK does.
 
 *Wake-ups.* The emit path never signals per item: it signals once when the
 queue reaches the batch size, then not again until the worker has drained.
@@ -44,12 +48,17 @@ fork the child's worker is idle until the first item is emitted (or, for
 metrics, the first collect or flush) in that process; then every registered
 worker of the process starts (:func:`start_all`). A child that execs never
 starts anything. A greenlet inherited through gevent's fork notices that its
-run token was reset and ends at its next wake-up.
+run token was reset and ends at its next wake-up. Flushing never needs the
+worker: ``force_flush``, shutdown (``atexit``, so also ``sys.exit`` from a
+SIGTERM handler) and the flush before a ``multiprocessing`` child's
+``os._exit`` export from the calling greenlet or thread, under a lock shared
+with the worker, bounded by the export timeout.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import inspect
 import math
 import os
@@ -65,13 +74,19 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from otel_gevent_distro import forksafe
 from otel_gevent_distro._log import PREFIX, logger
+from otel_gevent_distro.exit_flush import warm_resolver
 
-#: CPU time one exporter call may hold the gevent hub, roughly.
+#: How long one exporter call may hold the gevent hub before its first network wait, roughly.
 CHUNK_BUDGET_S = 0.008
 #: Chunk bounds: never fewer items per call than this (unless the batch is smaller).
 MIN_CHUNK = 16
 #: Items per call until the first cost measurement exists.
 INITIAL_CHUNK = 16
+#: Queue fill (fraction) from which chunks grow, and from which they are whole batches.
+BACKLOG_LOW = 0.25
+BACKLOG_HIGH = 0.5
+#: Time ``exporter.shutdown()`` gets at shutdown even when the export timeout is used up.
+EXPORTER_SHUTDOWN_GRACE_S = 1.0
 #: At most one warning line about dropped items per this many seconds.
 DROP_LOG_INTERVAL_S = 10.0
 #: At most one warning line about failing exports per this many seconds.
@@ -255,6 +270,22 @@ def cooperative_yield() -> None:
         timer.close()
 
 
+def bounded_at_exit(deadline: float) -> contextlib.AbstractContextManager[Any]:
+    """On the gevent hub, silently leave a block that outlives ``deadline``; elsewhere do nothing.
+
+    For shutdown only: a stuck exporter must not hang the process's exit,
+    and an exporter interrupted mid-call may not be usable afterwards.
+    """
+    if not threading_patched():
+        return contextlib.nullcontext()
+    import gevent
+    from gevent.hub import Hub
+
+    if isinstance(gevent.getcurrent(), Hub):
+        return contextlib.nullcontext()
+    return gevent.Timeout(max(0.001, deadline - time.monotonic()), False)
+
+
 def _deadline_passed(deadline: float | None) -> bool:
     return deadline is not None and time.monotonic() >= deadline
 
@@ -332,7 +363,12 @@ class _HubSignal:
         self._async.send()
 
     def close(self) -> None:
-        self._async.close()
+        # The watcher is left started (unreferenced, so it keeps nothing
+        # alive; a worker ends only at shutdown or in a forked child): stopping
+        # it at shutdown, after a signal handler had raised SystemExit in the
+        # event loop, sometimes lost gevent's thread pool wake-ups, and an
+        # OTLP/gRPC export in gevent mode then never returned.
+        pass
 
 
 # --------------------------------------------------------------------------
@@ -354,13 +390,23 @@ class Worker:
 
     ``ready`` is checked before each wait: when it says work is ready the
     worker does not sleep, so a wake-up sent while it was busy is never lost.
+    ``wait_s``, when given, says how long the next wait may be (at most
+    ``interval_s``), so a step can keep its own schedule.
     """
 
-    def __init__(self, name: str, interval_s: float, step: Callable[[], None], ready: Callable[[], bool] | None = None):
+    def __init__(
+        self,
+        name: str,
+        interval_s: float,
+        step: Callable[[], None],
+        ready: Callable[[], bool] | None = None,
+        wait_s: Callable[[], float] | None = None,
+    ) -> None:
         self.name = name
         self._interval_s = interval_s
         self._step = step
         self._ready = ready or (lambda: False)
+        self._wait_s = wait_s or (lambda: interval_s)
         self._stopping = False
         self._reset_after_fork()
         forksafe.register_reset(self._reset_after_fork)
@@ -398,6 +444,9 @@ class Worker:
         thread = threading.Thread(target=self._run, args=(token, signal), name=f"otel-gevent-{self.name}", daemon=True)
         self._task = thread
         thread.start()
+        if _on_main_native_thread():
+            # gevent sockets without patched threads: the exit flush still resolves on the main hub.
+            warm_resolver()
 
     def _start_greenlet(self) -> None:
         if _on_main_native_thread():
@@ -421,12 +470,14 @@ class Worker:
         token, signal = object(), _HubSignal(hub)
         self._token, self._signal, self._generation, self.mode = token, signal, forksafe.generation, "greenlet"
         self._task = gevent.spawn(self._run, token, signal)
+        # Exports at interpreter exit need a resolver thread that already exists.
+        warm_resolver()
 
     def _run(self, token: object, signal: _Signal) -> None:
         try:
             while self._token is token and not self._stopping:
                 if not self._ready():
-                    signal.wait(self._interval_s)
+                    signal.wait(min(self._interval_s, max(0.0, self._wait_s())))
                 if self._token is not token or self._stopping:
                     break
                 self._step_safely()
@@ -530,10 +581,9 @@ class DropReporter:
 class ChunkSizer:
     """How many items one exporter call may take so that it holds the hub for about ``budget_s``.
 
-    Learns the CPU cost per item (per-call overhead included) from recent
-    calls and takes a low quartile: time other greenlets spend while the
-    exporter waits on the network only inflates a sample, a descheduled CPU
-    only deflates one, and neither moves the quartile much.
+    Learns from recent calls how long each held the hub per item (per-call
+    overhead included) and takes a low quartile, so one slow sample (the
+    first connection, a descheduled CPU) does not shrink the chunks for good.
     """
 
     def __init__(self, maximum: int, budget_s: float = CHUNK_BUDGET_S) -> None:
@@ -550,9 +600,9 @@ class ChunkSizer:
             return self._maximum
         return max(min(MIN_CHUNK, self._maximum), min(self._maximum, int(self._budget_s / per_item)))
 
-    def record(self, items: int, cpu_seconds: float) -> None:
+    def record(self, items: int, held_seconds: float) -> None:
         if items > 0:
-            self._per_item.append(cpu_seconds / items)
+            self._per_item.append(held_seconds / items)
 
 
 def _succeeded(result: Any) -> bool:
@@ -604,7 +654,8 @@ class BatchPipeline:
         self._chunks = ChunkSizer(self._batch_size)
         self._reset_after_fork()
         delay_s = options.schedule_delay_millis / 1000
-        self.worker = Worker(f"{what}-export", delay_s, self._scheduled_export, self._ready)
+        self._delay_s = delay_s
+        self.worker = Worker(f"{what}-export", delay_s, self._scheduled_export, self._ready, self._until_full_export)
         forksafe.register_reset(self._reset_after_fork)
         forksafe.register_exit_flush(self._flush_before_exit)
 
@@ -614,6 +665,7 @@ class BatchPipeline:
         self._lock: Any = None
         self._wake_pending = False
         self._cooperative = False
+        self._next_full_export = time.monotonic() + self.options.schedule_delay_millis / 1000
         self._generation = _SHUT_DOWN if self._shutdown else _NOT_ENTERED
         self.exported = 0
         self.failed = 0
@@ -657,25 +709,43 @@ class BatchPipeline:
     # -- export ----------------------------------------------------------
 
     def _ready(self) -> bool:
-        return len(self._queue) >= self._batch_size
+        return self._generation == forksafe.generation and len(self._queue) >= self._batch_size
+
+    def _until_full_export(self) -> float:
+        return self._next_full_export - time.monotonic()
 
     def _scheduled_export(self) -> None:
+        """The worker's step: full batches when woken, everything once the schedule delay is up."""
         self._wake_pending = False
+        everything = self._until_full_export() <= 0
+        if everything:
+            self._next_full_export = time.monotonic() + self._delay_s
         if self._generation == forksafe.generation:
-            self._export_queued(None)
+            self._export_queued(None, everything)
         self._drops.report_if_due()
 
-    def _export_queued(self, deadline: float | None) -> bool:
-        """Export everything queued, batch by batch; False when the deadline came first."""
+    def _export_queued(self, deadline: float | None, everything: bool = True, exiting: bool = False) -> bool:
+        """Export what is queued now (or only full batches), batch by batch.
+
+        Items queued meanwhile are left for later unless they make a full
+        batch, so a busy process gets full batches, not a stream of small
+        ones. When the process is ``exiting`` batches go out whole: hub
+        latency no longer matters, and fewer calls make a stuck exit less
+        likely (after a signal handler raised ``SystemExit`` somewhere in the
+        event loop, a second OTLP/gRPC call in gevent mode sometimes never
+        returns). False when the deadline came first.
+        """
         lock = self._lock
         if lock is None or not _acquire(lock, deadline):
             return not self._queue
         try:
-            while self._queue:
+            owed = len(self._queue) if everything else 0
+            while self._queue and (owed > 0 or len(self._queue) >= self._batch_size):
                 if _deadline_passed(deadline):
                     return False
                 batch = self._take()
-                rest = self._export_batch(batch, deadline)
+                owed -= len(batch)
+                rest = self._export_batch(batch, deadline, whole=exiting)
                 if rest:
                     self._queue.extendleft(reversed(rest))
                     return False
@@ -686,27 +756,70 @@ class BatchPipeline:
             lock.release()
 
     def _take(self) -> list[Any]:
-        queue = self._queue
-        return [queue.popleft() for _ in range(min(self._batch_size, len(queue)))]
+        queue, batch = self._queue, []
+        try:
+            for _ in range(self._batch_size):
+                batch.append(queue.popleft())
+        except IndexError:  # emptied (by shutdown) from another thread meanwhile
+            pass
+        return batch
 
-    def _export_batch(self, batch: list[Any], deadline: float | None) -> list[Any]:
-        """Export ``batch`` (in chunks when cooperative); returns what the deadline left unexported."""
-        if not self._cooperative:
+    def _export_batch(self, batch: list[Any], deadline: float | None, whole: bool = False) -> list[Any]:
+        """Export ``batch`` (in chunks when cooperative); returns what the deadline left unexported.
+
+        When the call is interrupted (a signal handler raising ``SystemExit``
+        in this greenlet, a ``gevent.Timeout``) the chunks not yet handed to
+        the exporter go back to the queue, so shutdown can still send them.
+        """
+        if whole or not self._cooperative:
             self._export_chunk(batch)
             return []
         start = 0
-        while start < len(batch):
-            if start and _deadline_passed(deadline):
-                return batch[start:]
-            size = self._chunks.size()
-            chunk = batch[start : start + size]
-            began = time.thread_time()
-            self._export_chunk(chunk)
-            self._chunks.record(len(chunk), time.thread_time() - began)
-            start += size
-            if start < len(batch):
-                cooperative_yield()
+        try:
+            while start < len(batch):
+                if start and _deadline_passed(deadline):
+                    return batch[start:]
+                size = self._chunk_size()
+                chunk = batch[start : start + size]
+                start += size
+                self._chunks.record(len(chunk), self._export_chunk_timed(chunk))
+                if start < len(batch):
+                    cooperative_yield()
+        except BaseException:
+            self._queue.extendleft(reversed(batch[start:]))
+            raise
         return []
+
+    def _chunk_size(self) -> int:
+        """The hub-budgeted chunk, growing to the whole batch as the queue backs up.
+
+        Small chunks cost a request each; when the collector is slow they cap
+        throughput. Past :data:`BACKLOG_LOW` of the queue the chunk grows, and
+        from :data:`BACKLOG_HIGH` on it is the whole batch, as with the SDK's
+        processor: delivering the telemetry then matters more than hub latency.
+        """
+        size = self._chunks.size()
+        backlog = len(self._queue) / self._max_queue_size
+        if backlog <= BACKLOG_LOW:
+            return size
+        grow = min(1.0, (backlog - BACKLOG_LOW) / (BACKLOG_HIGH - BACKLOG_LOW))
+        return size + int((self._batch_size - size) * grow)
+
+    def _export_chunk_timed(self, chunk: list[Any]) -> float:
+        """Export ``chunk``; return how long the call held the hub before it first let it run."""
+        import gevent
+
+        handed_over: list[float] = []
+        began = time.perf_counter()
+        # Queued before the call, this callback runs as soon as the hub gets
+        # control: at the exporter's first network wait, or after the call.
+        marker = gevent.get_hub().loop.run_callback(lambda: handed_over.append(time.perf_counter()))
+        try:
+            self._export_chunk(chunk)
+        finally:
+            ended = time.perf_counter()
+            marker.stop()
+        return (handed_over[0] if handed_over else ended) - began
 
     def _export_chunk(self, chunk: list[Any]) -> None:
         try:
@@ -717,6 +830,9 @@ class BatchPipeline:
             if self._errors.take():
                 logger.warning("%sexporting %d %s raised.", PREFIX, len(chunk), self._what, exc_info=True)
             return
+        except BaseException:
+            self.failed += len(chunk)  # interrupted: whether it arrived is unknown
+            raise
         if _succeeded(result):
             self.exported += len(chunk)
         else:
@@ -739,7 +855,8 @@ class BatchPipeline:
 
     def _flush_before_exit(self) -> None:
         if not self._shutdown and self._queue:
-            self.flush()
+            self._adopt_process()
+            self._export_queued(self._deadline(None), exiting=True)
 
     def shutdown(self, timeout_millis: float | None = None) -> None:
         """Flush within the export timeout, report what is lost, shut the exporter down. Once."""
@@ -750,10 +867,12 @@ class BatchPipeline:
         self._shutdown = True
         self._generation = _SHUT_DOWN
         self.worker.stop()
-        self._export_queued(deadline)
+        with bounded_at_exit(deadline):
+            self._export_queued(deadline, exiting=True)
         self._drops.report()
         self._count_leftovers()
-        shutdown_exporter(self.exporter, (deadline - time.monotonic()) * 1000)
+        with bounded_at_exit(max(deadline, time.monotonic() + EXPORTER_SHUTDOWN_GRACE_S)):
+            shutdown_exporter(self.exporter, (deadline - time.monotonic()) * 1000)
 
     def _count_leftovers(self) -> None:
         left = len(self._queue)

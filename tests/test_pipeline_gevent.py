@@ -105,7 +105,7 @@ def test_big_batches_are_exported_in_chunks_so_other_greenlets_keep_running(tmp_
         tmp_path,
         """
     exporter = Recorder(cost_s=0.0002)
-    pipe = BatchPipeline(exporter, BatchOptions(4096, 60_000, 512, 30_000), "spans")
+    pipe = BatchPipeline(exporter, BatchOptions(100_000, 60_000, 512, 30_000), "spans")
     ticks = 0
     def ticker():
         global ticks
@@ -122,6 +122,25 @@ def test_big_batches_are_exported_in_chunks_so_other_greenlets_keep_running(tmp_
     assert seen["largest_call"] <= 128, seen
     # About 400 ms of export CPU: unchunked that leaves a handful of ticks.
     assert seen["ticks"] >= 15, seen
+
+
+def test_a_backed_up_queue_is_exported_in_whole_batches(tmp_path: Path) -> None:
+    # Chunks cost a request each: when the queue backs up (a slow collector),
+    # throughput wins over hub latency and whole batches go out, as with the SDK.
+    seen = run_program(
+        tmp_path,
+        """
+    exporter = Recorder(cost_s=0.00005)
+    pipe = BatchPipeline(exporter, BatchOptions(2048, 60_000, 512, 30_000), "spans")
+    for i in range(2048):
+        pipe.emit(i)
+    wait_until(lambda: len(exporter.items) == 2048)
+    print(json.dumps({"calls": exporter.calls, "items": exporter.items == list(range(2048))}))
+    """,
+    )
+    assert seen["items"] is True
+    assert seen["calls"][0] == 512, seen
+    assert len(seen["calls"]) < 2048 // 16, seen
 
 
 FORK_PROGRAM = """

@@ -20,8 +20,9 @@ nox.options.reuse_existing_virtualenvs = True
 
 PYTHONS = ["3.11", "3.12"]
 GEVENTS = ["24.2.1", "latest"]
-#: gunicorn 24 and later refuse gevent older than 24.10.1.
-OLD_GEVENT_PINS = ["gunicorn<24"]
+#: gunicorn 24 and later refuse gevent older than 24.10.1; with greenlet 3.5.1 and
+#: later, gevent 24.2.1 prints "RuntimeError: greenlet is being finalized" at exit.
+OLD_GEVENT_PINS = ["gunicorn<24", "greenlet<=3.5.0"]
 
 
 def _pyenv_root() -> Path:

@@ -67,6 +67,16 @@ def check_versions(env: dict[str, Any], probe: dict[str, Any]) -> list[Finding]:
                 "let the gevent configurator build the SDK (its processors never start workers in at-fork hooks)",
             )
         )
+    if _version_tuple(found["gevent"]) < (24, 10) and _version_tuple(found.get("greenlet")) >= (3, 5, 1):
+        findings.append(
+            Finding(
+                WARNING,
+                "old-gevent-new-greenlet",
+                f"gevent {found['gevent']} with greenlet {found['greenlet']} prints "
+                "'RuntimeError: greenlet is being finalized' when patched processes exit.",
+                "pip install 'greenlet<=3.5.0', or a newer gevent",
+            )
+        )
     return findings
 
 

@@ -250,6 +250,15 @@ def _on_main_native_thread() -> bool:
     return threading.get_native_id() == threading.main_thread().native_id
 
 
+def _note_main_hub() -> None:
+    """Remember the main thread's hub, so a worker can be started on it from a real thread later."""
+    global _main_hub
+    if _main_hub is None and threading_patched() and _on_main_native_thread():
+        import gevent
+
+        _main_hub = gevent.get_hub()
+
+
 def cooperative_yield() -> None:
     """Let the event loop run one full iteration (timers and I/O), unless called from the hub.
 
@@ -411,6 +420,7 @@ class Worker:
         self._reset_after_fork()
         forksafe.register_reset(self._reset_after_fork)
         _registry.add(self)
+        _note_main_hub()
 
     def _reset_after_fork(self) -> None:
         #: "idle", "greenlet" or "thread".
@@ -493,10 +503,16 @@ class Worker:
             logger.warning("%sthe %s worker failed one round.", PREFIX, self.name, exc_info=True)
 
     def wake(self) -> None:
-        """Make the worker run its step now; cheap and safe from any thread. No-op when idle."""
+        """Make the worker run its step now; cheap and safe from any thread.
+
+        A worker whose start had to wait (its process's first item came from
+        a real thread before the main hub was known) is started now.
+        """
         signal = self._signal
         if signal is not None:
             signal.wake()
+        elif not self._stopping:
+            self.ensure_started()
 
     def stop(self) -> None:
         """Ask the worker to end after its current step; does not wait."""

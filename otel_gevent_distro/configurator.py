@@ -9,12 +9,14 @@ reader class it uses is swapped for the distro's (:func:`_metric_reader_swapped`
 The SDK's providers refresh their resource after fork in a thread pool, which
 under gevent runs the parent's hub in the child; that refresh runs inline
 instead (:mod:`otel_gevent_distro.resource_refresh`). Once the SDK exists,
-gevent's health telemetry starts (:mod:`otel_gevent_distro.health`).
+gevent's health telemetry starts (:mod:`otel_gevent_distro.health`); inside
+uWSGI, in each worker after the fork (:mod:`otel_gevent_distro.servers`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +28,7 @@ from otel_gevent_distro.bootstrap import bootstrap
 from otel_gevent_distro.exporters import check_exporters
 from otel_gevent_distro.health import start_health_monitoring
 from otel_gevent_distro.resource_refresh import install as refresh_resources_without_threads
+from otel_gevent_distro.servers import after_server_fork
 from otel_gevent_distro.settings import get_settings
 
 
@@ -81,4 +84,5 @@ class GeventConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
                 exc,
             )
             return
-        start_health_monitoring(get_settings())
+        # gevent's monitor thread: inside uWSGI, started in each worker after the fork.
+        after_server_fork(functools.partial(start_health_monitoring, get_settings()))

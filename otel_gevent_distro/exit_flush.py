@@ -17,13 +17,16 @@ things then break, measured on Python 3.11 and 3.12 with gevent 24.2.1 and 26.9:
   ``RuntimeError: greenlet is being finalized``. :func:`order_exit_hooks`
   registers that hook at start-up, so it runs after the SDK's shutdown.
 
-Neither starts anything in an at-fork hook.
+Neither starts anything in an at-fork hook, and inside uWSGI the pool
+threads start only in workers (see :func:`~otel_gevent_distro.servers.after_server_fork`).
 """
 
 from __future__ import annotations
 
 import sys
 import weakref
+
+from otel_gevent_distro.servers import after_server_fork
 
 _anchor: object | None = None
 
@@ -50,6 +53,10 @@ def warm_resolver() -> None:
     monkey = sys.modules.get("gevent.monkey")
     if monkey is None or not monkey.is_module_patched("socket"):
         return
+    after_server_fork(_start_pool_threads)  # a uWSGI master must not hold threads when it forks
+
+
+def _start_pool_threads() -> None:
     from gevent import get_hub
 
     get_hub().threadpool.spawn(int)

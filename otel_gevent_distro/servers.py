@@ -29,6 +29,14 @@ after it is (uWSGI importing the application) and installs the hooks then;
 when that happens in an already forked worker (``lazy-apps``), the post-fork
 work runs at once. Outside uWSGI nothing is installed.
 
+uWSGI forks without Python's fork protocol, so a native thread alive in the
+process that forks (the master, or the only process without one) can hold
+the GIL or a runtime lock at that moment, and the worker it forks then hangs
+for good, never answering even SIGINT. :func:`after_server_fork` is how the
+distro starts its own threads (gevent's monitor thread, the resolver's thread
+pool): at once anywhere else, and inside uWSGI in each worker right after the
+fork, from the post-fork hook.
+
 Nothing here raises into the server, starts a thread or greenlet, or imports
 OpenTelemetry before the exit hook runs. An application that later assigns
 ``uwsgi.post_fork_hook`` or ``uwsgi.atexit`` itself replaces these hooks: it
@@ -50,6 +58,12 @@ EXIT_FLUSH_TIMEOUT_MS = 5000
 
 #: Pid of the process the hooks were installed in (None: not installed).
 _installed_in_pid: int | None = None
+
+#: Work that must wait for uWSGI's fork (see :func:`after_server_fork`), in order.
+_after_fork_actions: list[Callable[[], object]] = []
+
+#: Pid of the uWSGI worker the post-fork work last ran in.
+_post_fork_ran_in_pid: int | None = None
 
 
 def install_server_hooks() -> bool:
@@ -133,6 +147,49 @@ def _forked_by_uwsgi(uwsgi: Any) -> bool:
     return bool(master) and master != os.getpid()
 
 
+# --- work that waits for the fork -------------------------------------------------
+
+
+def after_server_fork(action: Callable[[], object]) -> bool:
+    """Run ``action`` now, or in each uWSGI worker right after it is forked.
+
+    Inside uWSGI, before this process became a worker, ``action`` is kept
+    (once, however often it is passed) and run by the post-fork hook of every
+    worker. Returns True when it ran now. ``action`` must not raise; if it
+    does, one warning is logged.
+    """
+    if _waiting_for_uwsgi_fork():
+        if action not in _after_fork_actions:
+            _after_fork_actions.append(action)
+        return False
+    _run_safely(action)
+    return True
+
+
+def _waiting_for_uwsgi_fork() -> bool:
+    if _post_fork_ran_in_pid == os.getpid() or not _started_by_uwsgi():
+        return False
+    uwsgi = _uwsgi_ready()
+    return uwsgi is None or not _forked_by_uwsgi(uwsgi)
+
+
+def _run_after_fork_actions() -> None:
+    global _post_fork_ran_in_pid
+    if _post_fork_ran_in_pid == os.getpid():
+        return
+    _post_fork_ran_in_pid = os.getpid()
+    for action in _after_fork_actions:
+        _run_safely(action)
+
+
+def _run_safely(action: Callable[[], object]) -> None:
+    try:
+        action()
+    except Exception as exc:  # noqa: BLE001 - telemetry must not stop the server
+        name = getattr(action, "__name__", repr(action))
+        logger.warning("%s%s failed after the server's fork (%s: %s).", PREFIX, name, type(exc).__name__, exc)
+
+
 # --- post-fork ----------------------------------------------------------------
 
 
@@ -161,8 +218,11 @@ def _postfork_chain(uwsgi: Any) -> list[Callable[[], object]] | None:
 
 def after_uwsgi_fork() -> None:
     """uWSGI's post-fork hook: in a forked process, what Python's fork machinery would have done."""
-    if _installed_in_pid is None or os.getpid() == _installed_in_pid:
-        return  # not forked: without a master, worker 1 is the original process
+    if _installed_in_pid is None:
+        return
+    if os.getpid() == _installed_in_pid:
+        _run_after_fork_actions()  # not forked: without a master, worker 1 is the original process
+        return
     _after_fork()
 
 
@@ -180,6 +240,7 @@ def _after_fork() -> None:
         log_failures = getattr(forksafe, "log_hook_failures", None)
         if log_failures is not None:
             log_failures()
+    _run_after_fork_actions()
 
 
 # --- exit -----------------------------------------------------------------------

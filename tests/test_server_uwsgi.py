@@ -67,6 +67,11 @@ home = {home}
 """
 
 
+def native_threads(pid: int) -> list[str]:
+    """The names of the OS threads process ``pid`` runs (Linux)."""
+    return [Path(f"/proc/{pid}/task/{task}/comm").read_text().strip() for task in os.listdir(f"/proc/{pid}/task")]
+
+
 def _env(receiver: OtlpReceiver) -> dict[str, str]:
     return {
         **receiver.env("http/protobuf"),
@@ -93,10 +98,17 @@ def test_uwsgi_gevent_workers_export_every_request(
     command, env = launch_command([str(UWSGI), "--ini", str(ini)], via, env)
     with ServerProcess("uwsgi", command, env, tmp_path, tmp_path / "uwsgi.log") as server:
         server.wait_for_http(f"http://{address}/healthz", timeout=30)
+        master_threads = native_threads(server.pid)
         answers = serve_requests(server, f"http://{address}", REQUESTS)
+        worker_threads = {pid: native_threads(pid) for pid in {a["pid"] for a in answers}}
         server.stop(signal.SIGTERM)
         output = server.output()
     assert_no_noise("uwsgi", output)
+    # uWSGI forks from C: a thread alive in the master at that moment can hold the GIL or a
+    # runtime lock, and the worker it forks then hangs for good. The distro starts none there.
+    assert len(master_threads) == 1, f"the uWSGI master runs native threads {master_threads}"
+    # ... and starts them in each worker after the fork: gevent's monitor thread at least.
+    assert all(len(threads) > 1 for threads in worker_threads.values()), worker_threads
     assert_notes_written_by_workers(tmp_path / "notes.txt", answers, REQUESTS)
     assert "goodbye to uWSGI" in output, output
     spans = receiver.wait_for(3 * REQUESTS, timeout=30)
@@ -179,3 +191,59 @@ def test_with_a_master_the_post_fork_hook_leads_the_uwsgidecorators_chain(
 
     assert uwsgidecorators.postfork_chain[0] is fresh_servers.after_uwsgi_fork
     assert sys.modules["uwsgi"].post_fork_hook is uwsgidecorators.postfork_chain_hook
+
+
+def test_outside_uwsgi_work_after_the_fork_runs_at_once(fresh_servers: types.ModuleType) -> None:
+    calls: list[str] = []
+    assert fresh_servers.after_server_fork(lambda: calls.append("ran")) is True
+    assert calls == ["ran"]
+
+
+def test_in_a_uwsgi_master_work_waits_for_each_worker_once(
+    fresh_servers: types.ModuleType, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[str] = []
+
+    def start() -> None:
+        calls.append(f"start in {os.getpid()}")
+
+    def broken() -> None:
+        raise RuntimeError("no thread for you")
+
+    monkeypatch.setattr(fresh_servers, "_after_fork_actions", [])
+    monkeypatch.setattr(fresh_servers, "_post_fork_ran_in_pid", None)
+    monkeypatch.setattr(fresh_servers, "_started_by_uwsgi", lambda: True)
+    monkeypatch.setattr(fresh_servers, "_after_fork", fresh_servers._run_after_fork_actions)
+    uwsgi = _fake_uwsgi(master_pid=os.getpid())
+    monkeypatch.setitem(sys.modules, "uwsgi", uwsgi)
+
+    assert fresh_servers.after_server_fork(start) is False
+    assert fresh_servers.after_server_fork(start) is False  # kept once
+    assert fresh_servers.after_server_fork(broken) is False
+    assert calls == []  # nothing runs in the master
+
+    assert fresh_servers.install_server_hooks() is True
+    monkeypatch.setattr(fresh_servers, "_installed_in_pid", -1)  # as seen from a forked worker
+    uwsgi.post_fork_hook()  # type: ignore[attr-defined]
+    uwsgi.post_fork_hook()  # a second call in the same worker does nothing more
+    assert calls == [f"start in {os.getpid()}"]
+    assert [r.getMessage() for r in caplog.records if "after the server's fork" in r.getMessage()] == [
+        "otel-gevent-distro: broken failed after the server's fork (RuntimeError: no thread for you)."
+    ]
+    assert fresh_servers.after_server_fork(start) is True  # in a worker: at once
+    assert len(calls) == 2
+
+
+def test_without_a_master_the_original_worker_runs_the_waiting_work(
+    fresh_servers: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(fresh_servers, "_after_fork_actions", [])
+    monkeypatch.setattr(fresh_servers, "_post_fork_ran_in_pid", None)
+    monkeypatch.setattr(fresh_servers, "_started_by_uwsgi", lambda: True)
+    uwsgi = _fake_uwsgi(master_pid=0)
+    monkeypatch.setitem(sys.modules, "uwsgi", uwsgi)
+    assert fresh_servers.after_server_fork(lambda: calls.append("ran")) is False
+    assert fresh_servers.install_server_hooks() is True
+    uwsgi.post_fork_hook()  # type: ignore[attr-defined]  # uWSGI calls it in worker 1, the original process
+    assert calls == ["ran"]

@@ -143,6 +143,33 @@ def test_a_backed_up_queue_is_exported_in_whole_batches(tmp_path: Path) -> None:
     assert len(seen["calls"]) < 2048 // 16, seen
 
 
+def test_a_greenlet_that_never_waits_cannot_starve_the_export(tmp_path: Path) -> None:
+    # A saturated server greenlet (say, keep-alive requests already buffered)
+    # makes telemetry without ever waiting; the export needs the loop to run
+    # (here a 1 ms wait per call, like a network round trip). Once the queue
+    # is three quarters full the emitter lets the loop run, so nothing is dropped.
+    seen = run_program(
+        tmp_path,
+        """
+    class RoundTrip(Recorder):
+        def export(self, batch):
+            gevent.sleep(0.001)
+            return super().export(batch)
+
+    exporter = RoundTrip()
+    pipe = BatchPipeline(exporter, BatchOptions(400, 60_000, 100, 30_000), "spans")
+    for i in range(4000):
+        end = time.thread_time() + 0.0001
+        while time.thread_time() < end:  # request work that never waits
+            pass
+        pipe.emit(i)
+    wait_until(lambda: len(exporter.items) == 4000, timeout=20)
+    print(json.dumps({"dropped": pipe.dropped, "exported": len(exporter.items)}))
+    """,
+    )
+    assert seen == {"dropped": 0, "exported": 4000}
+
+
 FORK_PROGRAM = """
     import multiprocessing
     from opentelemetry.sdk.trace import TracerProvider

@@ -4,6 +4,11 @@
   cooperate with the hub; without it an OTLP/gRPC export to a slow collector
   freezes every greenlet for the whole export timeout. It is only safe after
   the standard library is patched and before any gRPC object exists.
+  With gevent older than 25.8 the children of ``subprocess`` calls now and
+  then abort in gRPC's default ``epoll1`` poller before they exec
+  (``epoll_wait error: Bad file descriptor``, SIGABRT, with or without
+  OpenTelemetry); there, unless gRPC is already loaded or the user chose a
+  strategy, ``GRPC_POLL_STRATEGY=poll`` is set first.
 * ``psycogreen``: ``psycogreen.gevent.patch_psycopg()`` makes psycopg2 wait
   on the hub instead of blocking in libpq.
 
@@ -18,6 +23,7 @@ library is not installed, can be turned off with
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -44,10 +50,29 @@ def _grpc() -> bool:
             PREFIX,
         )
         return False
+    _choose_grpc_poller()
     from grpc.experimental import gevent as grpc_gevent
 
     grpc_gevent.init_gevent()
     return True
+
+
+#: First gevent release whose children of ``subprocess`` no longer abort in gRPC's epoll1 poller.
+GEVENT_WITHOUT_GRPC_CHILD_ABORT = (25, 8)
+
+
+def _choose_grpc_poller() -> None:
+    if "grpc" in sys.modules or os.environ.get("GRPC_POLL_STRATEGY"):
+        return
+    import gevent
+
+    try:
+        version = tuple(int(part) for part in gevent.__version__.split(".")[:2])
+    except ValueError:
+        return
+    if version < GEVENT_WITHOUT_GRPC_CHILD_ABORT:
+        os.environ["GRPC_POLL_STRATEGY"] = "poll"
+        logger.debug("%sgevent %s: GRPC_POLL_STRATEGY=poll set for gRPC's gevent mode.", PREFIX, gevent.__version__)
 
 
 def _sdk_already_built() -> bool:

@@ -88,3 +88,38 @@ def test_patching_after_the_sdk_exists_refuses_grpc_mode(tmp_path: Path, receive
     assert result.stdout.split() == ["False"]
     [line] = result.warnings()
     assert "gevent was patched after the OpenTelemetry SDK was built" in line
+
+
+@pytest.mark.parametrize(
+    ("gevent_version", "chosen", "grpc_loaded", "expected"),
+    [
+        ("24.2.1", None, False, "poll"),  # children of subprocess abort in epoll1 there
+        ("25.5.1", None, False, "poll"),
+        ("25.8.1", None, False, None),
+        ("26.9.0", None, False, None),
+        ("24.2.1", "epoll1", False, "epoll1"),  # the user's choice stays
+        ("24.2.1", None, True, None),  # too late: gRPC read it already
+        ("not-a-version", None, False, None),
+    ],
+)
+def test_grpc_poll_strategy_on_old_gevent(
+    monkeypatch: pytest.MonkeyPatch, gevent_version: str, chosen: str | None, grpc_loaded: bool, expected: str | None
+) -> None:
+    import os
+    import sys
+
+    import gevent
+
+    from otel_gevent_distro import integrations
+
+    monkeypatch.setattr(gevent, "__version__", gevent_version)
+    if chosen is None:
+        monkeypatch.delenv("GRPC_POLL_STRATEGY", raising=False)
+    else:
+        monkeypatch.setenv("GRPC_POLL_STRATEGY", chosen)
+    if grpc_loaded:
+        monkeypatch.setitem(sys.modules, "grpc", sys.modules.get("grpc") or object())
+    else:
+        monkeypatch.delitem(sys.modules, "grpc", raising=False)
+    integrations._choose_grpc_poller()
+    assert os.environ.get("GRPC_POLL_STRATEGY") == expected

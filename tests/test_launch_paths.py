@@ -32,22 +32,8 @@ REPORTED_CASE = """
 """
 
 
-def _gevent_before(major: int, minor: int) -> bool:
-    import gevent
-
-    return tuple(int(part) for part in gevent.__version__.split(".")[:2]) < (major, minor)
-
-
-#: Known problem, intermittent: with gevent older than 25.8 and OTLP/gRPC, the
-#: ``true`` child of ``subprocess.run`` sometimes dies with SIGABRT in gRPC's
-#: poller before it execs (about 1 run in 10 here). OTLP/HTTP, the default, is clean.
-GRPC_ON_OLD_GEVENT = pytest.mark.xfail(
-    _gevent_before(25, 8), reason="gRPC child abort on gevent < 25.8 (intermittent)", strict=False
-)
-
-
 @pytest.mark.parametrize("via", PATHS)
-@pytest.mark.parametrize("protocol", ["http/protobuf", pytest.param("grpc", marks=GRPC_ON_OLD_GEVENT)])
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 def test_reported_case_is_clean_and_exports(tmp_path: Path, receiver, via: str, protocol: str) -> None:
     app = write_app(tmp_path, REPORTED_CASE)
     result = run_app(app, via, env=receiver.env(protocol))

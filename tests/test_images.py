@@ -129,6 +129,17 @@ def autoinstrumentation(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def autoinstrumentation_without_otlp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same folder built without the ``[otlp]`` extra: no OTLP exporter in it."""
+    target = tmp_path_factory.mktemp("images") / "autoinstrumentation-no-otlp"
+    _run(
+        ["sh", str(DOCKER / "build-autoinstrumentation.sh"), str(target), str(REPO)],
+        env=_tool_env(Path(sys.executable)),
+    )
+    return target
+
+
+@pytest.fixture(scope="session")
 def app_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An application's environment: gevent and python-magic, no OpenTelemetry."""
     return _make_venv(tmp_path_factory.mktemp("images") / "app-venv", APP_PACKAGES)
@@ -222,6 +233,23 @@ def test_operator_environment_without_gevent_runs_with_one_line(
     lines = result.warnings()
     assert len(lines) == 1 and "gevent cannot be imported" in lines[0], result.stderr
     assert receiver.wait_for(lambda s: s.name == "no-gevent-app", timeout=30)
+
+
+def test_missing_otlp_extra_is_one_line_per_signal_and_the_app_runs(
+    autoinstrumentation_without_otlp: Path, app_python: Path, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    folder = autoinstrumentation_without_otlp
+    assert not list(folder.glob("opentelemetry_exporter_otlp*")), "the folder must not hold an OTLP exporter"
+    result = _run_app(app_python, write_app(tmp_path, REPORTED_CASE), _operator_env(folder, receiver))
+    result.assert_clean()
+    assert result.stdout.strip() == "done"
+    lines = result.warnings()
+    assert [line.split("=", 1)[0] for line in lines] == [
+        "otel-gevent-distro: OTEL_TRACES_EXPORTER",
+        "otel-gevent-distro: OTEL_METRICS_EXPORTER",
+        "otel-gevent-distro: OTEL_LOGS_EXPORTER",
+    ], result.stderr
+    assert all("pip install 'otel-gevent-distro[otlp]'" in line for line in lines), lines
 
 
 # --- the application base image ---------------------------------------------------------

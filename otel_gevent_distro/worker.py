@@ -300,8 +300,8 @@ def _make_way_for_export() -> None:
     (a keep-alive handler whose next request is already buffered never
     waits), so the export greenlet's network waits starve while the queue
     overflows. Yielding here, at most once per :data:`PRESSURE_YIELD_INTERVAL_S`,
-    only from a greenlet of the main thread, never from the hub or at exit,
-    trades a little latency for not dropping telemetry.
+    only from a greenlet of the main thread, never from the hub or once the
+    interpreter is finalizing, trades a little latency for not dropping telemetry.
     """
     global _last_pressure_yield
     now = time.monotonic()

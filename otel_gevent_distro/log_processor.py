@@ -26,7 +26,7 @@ from opentelemetry.sdk.environment_variables import (
 )
 from opentelemetry.sdk.resources import Resource
 
-from otel_gevent_distro.worker import BatchPipeline, BatchVariables, resolve_batch_options
+from otel_gevent_distro.worker import BatchPipeline, BatchVariables, PipelineOwner, resolve_batch_options
 
 try:  # Recent SDKs: processors receive a ReadWriteLogRecord and hand exporters a ReadableLogRecord.
     from opentelemetry.sdk._logs import ReadableLogRecord as _Readable
@@ -57,7 +57,7 @@ def readable(log_record: Any) -> Any:
     )
 
 
-class GeventBatchLogRecordProcessor(LogRecordProcessor):
+class GeventBatchLogRecordProcessor(PipelineOwner, LogRecordProcessor):
     """Batches log records and exports them from a greenlet (patched) or a thread.
 
     Same constructor as the SDK's ``BatchLogRecordProcessor``. Counters for
@@ -86,28 +86,8 @@ class GeventBatchLogRecordProcessor(LogRecordProcessor):
         exporter: LogRecordExporter = self._pipeline.exporter  # type: ignore[assignment]
         return exporter
 
-    @property
-    def pipeline(self) -> BatchPipeline:
-        """The queue and worker behind this processor."""
-        return self._pipeline
-
-    @property
-    def exported(self) -> int:
-        return self._pipeline.exported
-
-    @property
-    def failed(self) -> int:
-        return self._pipeline.failed
-
-    @property
-    def dropped(self) -> int:
-        return self._pipeline.dropped
-
     def on_emit(self, log_record: Any) -> None:
         self._pipeline.emit(readable(log_record))
-
-    def shutdown(self) -> None:
-        self._pipeline.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self._pipeline.flush(timeout_millis)

@@ -23,7 +23,7 @@ from opentelemetry.sdk.environment_variables import (
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from otel_gevent_distro.worker import BatchPipeline, BatchVariables, resolve_batch_options
+from otel_gevent_distro.worker import BatchPipeline, BatchVariables, PipelineOwner, resolve_batch_options
 
 BSP_VARIABLES = BatchVariables(
     max_queue_size=OTEL_BSP_MAX_QUEUE_SIZE,
@@ -33,7 +33,7 @@ BSP_VARIABLES = BatchVariables(
 )
 
 
-class GeventBatchSpanProcessor(SpanProcessor):
+class GeventBatchSpanProcessor(PipelineOwner, SpanProcessor):
     """Batches ended, sampled spans and exports them from a greenlet (patched) or a thread.
 
     Same constructor as the SDK's ``BatchSpanProcessor``. Counters for tests
@@ -64,23 +64,6 @@ class GeventBatchSpanProcessor(SpanProcessor):
         exporter: SpanExporter = self._pipeline.exporter  # type: ignore[assignment]
         return exporter
 
-    @property
-    def pipeline(self) -> BatchPipeline:
-        """The queue and worker behind this processor."""
-        return self._pipeline
-
-    @property
-    def exported(self) -> int:
-        return self._pipeline.exported
-
-    @property
-    def failed(self) -> int:
-        return self._pipeline.failed
-
-    @property
-    def dropped(self) -> int:
-        return self._pipeline.dropped
-
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         pass
 
@@ -88,9 +71,6 @@ class GeventBatchSpanProcessor(SpanProcessor):
         context = span.context
         if context is not None and context.trace_flags.sampled:
             self._emit(span)
-
-    def shutdown(self) -> None:
-        self._pipeline.shutdown()
 
     def force_flush(self, timeout_millis: int | None = None) -> bool:
         return self._pipeline.flush(timeout_millis)

@@ -684,6 +684,32 @@ def suppressed() -> Any:
     return suppress_instrumentation()
 
 
+class PipelineOwner:
+    """What the distro's span and log record processors share: their pipeline, its counters, shutdown."""
+
+    _pipeline: BatchPipeline
+
+    @property
+    def pipeline(self) -> BatchPipeline:
+        """The queue and worker behind this processor."""
+        return self._pipeline
+
+    @property
+    def exported(self) -> int:
+        return self._pipeline.exported
+
+    @property
+    def failed(self) -> int:
+        return self._pipeline.failed
+
+    @property
+    def dropped(self) -> int:
+        return self._pipeline.dropped
+
+    def shutdown(self) -> None:
+        self._pipeline.shutdown()
+
+
 class BatchPipeline:
     """Queue, batch and export items of one signal; shared by the span and log record processors.
 

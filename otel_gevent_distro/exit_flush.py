@@ -5,12 +5,16 @@ for the first time from the SDK's ``atexit`` shutdown. Under gevent two
 things then break, measured on Python 3.11 and 3.12 with gevent 24.2.1 and 26.9:
 
 * gevent's default resolver runs ``getaddrinfo`` in the hub's native thread
-  pool, and gRPC's gevent mode its blocking calls in a pool of its own;
+  pool, and gRPC's gevent mode waits for every call in that same pool;
   Python 3.12 refuses to start a thread at exit ("can't create new thread
-  at interpreter shutdown"), so the export fails unless a pool thread
-  already exists. :func:`warm_resolver` starts it early (the export worker
-  calls it when it starts in a patched process, so forked children get
-  their own).
+  at interpreter shutdown"), so an export fails unless an idle pool thread
+  already exists. The pool adds a thread whenever it has more unfinished
+  tasks than threads, even when a thread is about to be free, so
+  :func:`warm_resolver` sizes the pool up front to :data:`EXIT_POOL_THREADS`
+  threads, with no task (the export worker calls it when it starts in a
+  patched process, so forked children get their own), and
+  :func:`wait_for_idle_pool_thread` lets tasks the application left running
+  finish first.
 * the HTTP connection pool made by that first export registers a
   ``weakref.finalize``; if ``weakref``'s own exit hook is first registered
   during exit, it runs after greenlet is torn down and prints
@@ -24,9 +28,18 @@ threads start only in workers (see :func:`~otel_gevent_distro.servers.after_serv
 from __future__ import annotations
 
 import sys
+import time
 import weakref
+from typing import Any
 
 from otel_gevent_distro.servers import after_server_fork
+
+#: Pool threads kept ready for exports at exit: one per signal (spans, logs,
+#: metrics may each hold one for a gRPC wait or a DNS look-up) and a spare.
+EXIT_POOL_THREADS = 4
+#: How often, and how long at most, :func:`wait_for_idle_pool_thread` looks.
+IDLE_POLL_S = 0.005
+IDLE_WAIT_MAX_S = 1.0
 
 _anchor: object | None = None
 
@@ -44,23 +57,47 @@ def order_exit_hooks() -> None:
 
 
 def warm_resolver() -> None:
-    """Start one thread of each gevent thread pool an export at exit needs (never blocks).
+    """Have :data:`EXIT_POOL_THREADS` threads in the hub's pool, started now (never blocks).
 
-    Call it from the main thread: the exit flush runs there, on the main hub.
-    gevent's resolver uses the hub's pool; gRPC's gevent mode runs its blocking
-    calls in a pool of its own.
+    Call it from the main thread: the exit flush runs there, on the main hub,
+    whose pool serves both gevent's resolver and gRPC's gevent mode.
     """
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is None or not monkey.is_module_patched("socket"):
+    if _patched_pool() is None:
         return
     after_server_fork(_start_pool_threads)  # a uWSGI master must not hold threads when it forks
 
 
-def _start_pool_threads() -> None:
+def _patched_pool() -> Any | None:
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None or not monkey.is_module_patched("socket"):
+        return None
     from gevent import get_hub
 
-    get_hub().threadpool.spawn(int)
-    cygrpc = sys.modules.get("grpc._cython.cygrpc")
-    pool = getattr(cygrpc, "g_gevent_threadpool", None) if getattr(cygrpc, "g_gevent_activated", False) else None
-    if pool is not None:
-        pool.spawn(int)
+    return get_hub().threadpool
+
+
+def _start_pool_threads() -> None:
+    pool = _patched_pool()
+    if pool is not None and pool.size < EXIT_POOL_THREADS:
+        pool.size = min(pool.maxsize, EXIT_POOL_THREADS)
+
+
+def wait_for_idle_pool_thread(deadline: float) -> None:
+    """Before an export at exit: wait, cooperatively, until a pool thread is idle.
+
+    Once the interpreter is finalizing the pool cannot add a thread, yet it
+    tries to whenever its unfinished tasks outnumber its threads. Waits at
+    most :data:`IDLE_WAIT_MAX_S` and never past ``deadline``; returns at once
+    off the main hub's greenlets, or when the pool has no thread to wait for.
+    """
+    pool = _patched_pool()
+    if pool is None or pool.size == 0:
+        return
+    import gevent
+    from gevent.hub import Hub
+
+    if isinstance(gevent.getcurrent(), Hub) or pool.hub is not gevent.get_hub():
+        return
+    until = min(deadline, time.monotonic() + IDLE_WAIT_MAX_S)
+    while len(pool) >= pool.size and time.monotonic() < until:
+        gevent.sleep(IDLE_POLL_S)

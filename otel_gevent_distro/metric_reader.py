@@ -23,6 +23,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, Metri
 
 from otel_gevent_distro import forksafe
 from otel_gevent_distro._log import PREFIX, logger
+from otel_gevent_distro.exit_flush import wait_for_idle_pool_thread
 from otel_gevent_distro.worker import (
     ERROR_LOG_INTERVAL_S,
     EXPORTER_SHUTDOWN_GRACE_S,
@@ -156,6 +157,7 @@ class GeventPeriodicMetricReader(MetricReader):
         self._adopt_process()
         self._worker.stop()
         with bounded_at_exit(deadline):
+            wait_for_idle_pool_thread(deadline)
             try:
                 # The final collect and export: what was recorded since the last interval.
                 self.collect(timeout_millis=timeout_millis)

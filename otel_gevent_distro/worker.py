@@ -81,7 +81,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from otel_gevent_distro import forksafe
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.exit_flush import warm_resolver
+from otel_gevent_distro.exit_flush import wait_for_idle_pool_thread, warm_resolver
 
 #: How long one exporter call may hold the gevent hub before its first network wait, roughly.
 CHUNK_BUDGET_S = 0.008
@@ -821,6 +821,8 @@ class BatchPipeline:
             while self._queue and (owed > 0 or len(self._queue) >= self._batch_size):
                 if _deadline_passed(deadline):
                     return False
+                if exiting and deadline is not None:
+                    wait_for_idle_pool_thread(deadline)
                 batch = self._take()
                 owed -= len(batch)
                 rest = self._export_batch(batch, deadline, whole=exiting)

@@ -236,3 +236,44 @@ def test_each_process_exports_its_own_spans_exactly_once(tmp_path: Path) -> None
     assert sorted(by_process[str(pids["fork_child"])]) == ["fork-child-0", "fork-child-1"]
     assert sorted(by_process[str(pids["mp_child"])]) == [f"mp-child-{i}" for i in range(4)]
     assert len(by_process) == 3
+
+
+def test_exports_at_exit_wait_for_an_idle_pool_thread(tmp_path: Path) -> None:
+    # Python 3.12 cannot start a thread at exit, and gevent's pool starts one
+    # whenever its unfinished tasks outnumber its threads. gRPC's gevent mode
+    # waits for each call in that pool, like this exporter.
+    seen = run_program(
+        tmp_path,
+        """
+    import atexit
+    from gevent.monkey import get_original
+
+    real_sleep = get_original("time", "sleep")
+    pool = gevent.get_hub().threadpool
+
+
+    class PoolExporter(Recorder):
+        def export(self, batch):
+            pool.apply(int)
+            return super().export(batch)
+
+
+    exporter = PoolExporter()
+    pipeline = BatchPipeline(exporter, BatchOptions(100, 60_000, 10, 5_000), "spans")
+    pipeline.emit(0)  # starts the worker, which readies the pool's threads
+    gevent.sleep(0.05)
+    ready = pool.size
+    for _ in range(pool.size):
+        pool.spawn(real_sleep, 0.3)  # every thread busy when the program ends
+    pipeline.emit(1)
+
+
+    def at_exit():
+        pipeline.shutdown()
+        print(json.dumps({"ready": ready, "exported": exporter.items, "failed": pipeline.failed}))
+
+
+    atexit.register(at_exit)
+    """,
+    )
+    assert seen == {"ready": 4, "exported": [0, 1], "failed": 0}

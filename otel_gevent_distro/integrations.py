@@ -4,11 +4,13 @@
   cooperate with the hub; without it an OTLP/gRPC export to a slow collector
   freezes every greenlet for the whole export timeout. It is only safe after
   the standard library is patched and before any gRPC object exists.
-  With gevent older than 25.8 the children of ``subprocess`` calls now and
-  then abort in gRPC's default ``epoll1`` poller before they exec
-  (``epoll_wait error: Bad file descriptor``, SIGABRT, with or without
-  OpenTelemetry); there, unless gRPC is already loaded or the user chose a
-  strategy, ``GRPC_POLL_STRATEGY=poll`` is set first.
+  gevent's ``subprocess`` forks in Python, so gRPC's fork handlers restart
+  its poller thread in the child, and the child then closes that poller's
+  descriptors before it execs: with gRPC's default ``epoll1`` poller the
+  child now and then aborts (``epoll_wait error: Bad file descriptor``,
+  SIGABRT), on every gevent version, with or without OpenTelemetry (grpcio
+  1.80 and later, grpc/grpc#43055). Unless gRPC is already loaded or the
+  user chose a strategy, ``GRPC_POLL_STRATEGY=poll`` is set first.
 * ``psycogreen``: ``psycogreen.gevent.patch_psycopg()`` makes psycopg2 wait
   on the hub instead of blocking in libpq.
 
@@ -57,22 +59,15 @@ def _grpc() -> bool:
     return True
 
 
-#: First gevent release whose children of ``subprocess`` no longer abort in gRPC's epoll1 poller.
-GEVENT_WITHOUT_GRPC_CHILD_ABORT = (25, 8)
+#: The poller whose children of ``subprocess`` survive gRPC's fork handlers (see above).
+GRPC_POLLER_FOR_GEVENT = "poll"
 
 
 def _choose_grpc_poller() -> None:
     if "grpc" in sys.modules or os.environ.get("GRPC_POLL_STRATEGY"):
         return
-    import gevent
-
-    try:
-        version = tuple(int(part) for part in gevent.__version__.split(".")[:2])
-    except ValueError:
-        return
-    if version < GEVENT_WITHOUT_GRPC_CHILD_ABORT:
-        os.environ["GRPC_POLL_STRATEGY"] = "poll"
-        logger.debug("%sgevent %s: GRPC_POLL_STRATEGY=poll set for gRPC's gevent mode.", PREFIX, gevent.__version__)
+    os.environ["GRPC_POLL_STRATEGY"] = GRPC_POLLER_FOR_GEVENT
+    logger.debug("%sGRPC_POLL_STRATEGY=%s set for gRPC's gevent mode.", PREFIX, GRPC_POLLER_FOR_GEVENT)
 
 
 def _sdk_already_built() -> bool:

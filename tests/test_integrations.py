@@ -91,28 +91,21 @@ def test_patching_after_the_sdk_exists_refuses_grpc_mode(tmp_path: Path, receive
 
 
 @pytest.mark.parametrize(
-    ("gevent_version", "chosen", "grpc_loaded", "expected"),
+    ("chosen", "grpc_loaded", "expected"),
     [
-        ("24.2.1", None, False, "poll"),  # children of subprocess abort in epoll1 there
-        ("25.5.1", None, False, "poll"),
-        ("25.8.1", None, False, None),
-        ("26.9.0", None, False, None),
-        ("24.2.1", "epoll1", False, "epoll1"),  # the user's choice stays
-        ("24.2.1", None, True, None),  # too late: gRPC read it already
-        ("not-a-version", None, False, None),
+        (None, False, "poll"),  # children of gevent's subprocess abort in epoll1
+        ("epoll1", False, "epoll1"),  # the user's choice stays
+        (None, True, None),  # too late: gRPC read it already
     ],
 )
-def test_grpc_poll_strategy_on_old_gevent(
-    monkeypatch: pytest.MonkeyPatch, gevent_version: str, chosen: str | None, grpc_loaded: bool, expected: str | None
+def test_grpc_poll_strategy_is_chosen_before_grpc_loads(
+    monkeypatch: pytest.MonkeyPatch, chosen: str | None, grpc_loaded: bool, expected: str | None
 ) -> None:
     import os
     import sys
 
-    import gevent
-
     from otel_gevent_distro import integrations
 
-    monkeypatch.setattr(gevent, "__version__", gevent_version)
     if chosen is None:
         monkeypatch.delenv("GRPC_POLL_STRATEGY", raising=False)
     else:

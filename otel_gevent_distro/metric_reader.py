@@ -24,16 +24,16 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, Metri
 from otel_gevent_distro import forksafe
 from otel_gevent_distro._log import PREFIX, logger
 from otel_gevent_distro.exit_flush import wait_for_idle_pool_thread
-from otel_gevent_distro.worker import (
+from otel_gevent_distro.exporter_calls import (
     ERROR_LOG_INTERVAL_S,
     EXPORTER_SHUTDOWN_GRACE_S,
     RateLimiter,
-    Worker,
-    bounded_at_exit,
-    resolve_metric_options,
     shutdown_exporter,
     suppressed,
 )
+from otel_gevent_distro.hub import bounded_at_exit
+from otel_gevent_distro.pipeline_options import resolve_metric_options
+from otel_gevent_distro.worker import Worker
 
 _NOT_ENTERED = -1
 

@@ -1,9 +1,10 @@
 """``GeventBatchSpanProcessor``: the SDK's ``BatchSpanProcessor``, safe across fork and kind to the hub.
 
 Owns only the span-specific edge of the pipeline: which spans are queued
-(sampled ones, as the SDK does) and the ``OTEL_BSP_*`` options. Queueing,
-the background worker, fork handling and flushing live in
-:mod:`otel_gevent_distro.worker`.
+(sampled ones, as the SDK does) and the ``OTEL_BSP_*`` options. Queueing
+and flushing live in :mod:`otel_gevent_distro.pipeline`, the background
+worker in :mod:`otel_gevent_distro.worker`, fork handling in
+:mod:`otel_gevent_distro.forksafe`.
 
 It must never export on the caller's path (``on_end`` only queues) and never
 start anything in an at-fork hook.
@@ -23,7 +24,8 @@ from opentelemetry.sdk.environment_variables import (
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from otel_gevent_distro.worker import BatchPipeline, BatchVariables, PipelineOwner, resolve_batch_options
+from otel_gevent_distro.pipeline import BatchPipeline, PipelineOwner
+from otel_gevent_distro.pipeline_options import BatchVariables, resolve_batch_options
 
 BSP_VARIABLES = BatchVariables(
     max_queue_size=OTEL_BSP_MAX_QUEUE_SIZE,

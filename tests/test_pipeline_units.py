@@ -25,15 +25,15 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_gevent_distro import GeventBatchLogRecordProcessor, GeventBatchSpanProcessor, GeventPeriodicMetricReader
-from otel_gevent_distro.span_processor import BSP_VARIABLES
-from otel_gevent_distro.worker import (
+from otel_gevent_distro.hub import threading_patched
+from otel_gevent_distro.pipeline import BatchPipeline
+from otel_gevent_distro.pipeline_options import (
     BatchOptions,
-    BatchPipeline,
     MetricOptions,
     resolve_batch_options,
     resolve_metric_options,
-    threading_patched,
 )
+from otel_gevent_distro.span_processor import BSP_VARIABLES
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,79 @@
+"""How the pipelines call an exporter: untraced, judged, shut down in bounded time.
+
+Shared by the batching pipeline of spans and log records and by the metric
+reader: the exporter protocol, the success test every SDK result type
+passes, :func:`suppressed` (the exporter's own HTTP or gRPC requests are not
+traced), :func:`shutdown_exporter` and the :class:`RateLimiter` that keeps
+error lines to one per :data:`ERROR_LOG_INTERVAL_S`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+from otel_gevent_distro._log import PREFIX, logger
+
+#: Time ``exporter.shutdown()`` gets at shutdown even when the export timeout is used up.
+EXPORTER_SHUTDOWN_GRACE_S = 1.0
+#: At most one warning line about failing exports per this many seconds.
+ERROR_LOG_INTERVAL_S = 10.0
+
+
+class Exporter(Protocol):
+    def export(self, batch: Sequence[Any], /) -> Any: ...
+
+    def shutdown(self) -> Any: ...
+
+
+class RateLimiter:
+    """True at most once per ``interval_s`` seconds."""
+
+    def __init__(self, interval_s: float) -> None:
+        self._interval_s = interval_s
+        self._last = -math.inf
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last >= self._interval_s
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self._interval_s:
+            return False
+        self._last = now
+        return True
+
+
+def succeeded(result: Any) -> bool:
+    # SpanExportResult, LogRecordExportResult, LogExportResult, MetricExportResult
+    # all name their success SUCCESS; an exporter returning nothing is not failing.
+    return result is None or getattr(result, "name", "SUCCESS") == "SUCCESS"
+
+
+def shutdown_exporter(exporter: Any, timeout_millis: float) -> None:
+    """``exporter.shutdown()``, passing the time left when it accepts ``timeout_millis``."""
+    try:
+        parameters = inspect.signature(exporter.shutdown).parameters
+    except (TypeError, ValueError):
+        parameters = {}  # type: ignore[assignment]
+    try:
+        if "timeout_millis" in parameters:
+            exporter.shutdown(timeout_millis=max(0.0, timeout_millis))
+        else:
+            exporter.shutdown()
+    except Exception:  # noqa: BLE001 - shutting down must finish
+        logger.warning("%sexporter shutdown failed.", PREFIX, exc_info=True)
+
+
+def suppressed() -> Any:
+    """A context manager that keeps instrumentations from tracing the exporter's own requests.
+
+    Imported with this module, not on first use: a first import on the hub
+    stalled it for about 100 ms.
+    """
+    return suppress_instrumentation()

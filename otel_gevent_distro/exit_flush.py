@@ -10,7 +10,7 @@ things then break, measured on Python 3.11 and 3.12 with gevent 24.2.1 and 26.9:
   at interpreter shutdown"), so an export fails unless an idle pool thread
   already exists. The pool adds a thread whenever it has more unfinished
   tasks than threads, even when a thread is about to be free, so
-  :func:`warm_resolver` sizes the pool up front to :data:`EXIT_POOL_THREADS`
+  :func:`ready_exit_pool_threads` sizes the pool up front to :data:`EXIT_POOL_THREADS`
   threads, with no task (the export worker calls it when it starts in a
   patched process, so forked children get their own), and
   :func:`wait_for_idle_pool_thread` lets tasks the application left running
@@ -32,6 +32,7 @@ import time
 import weakref
 from typing import Any
 
+from otel_gevent_distro.hub import on_main_native_thread
 from otel_gevent_distro.servers import after_server_fork
 
 #: Pool threads kept ready for exports at exit: one per signal (spans, logs,
@@ -56,7 +57,7 @@ def order_exit_hooks() -> None:
         weakref.finalize(_anchor, int)
 
 
-def warm_resolver() -> None:
+def ready_exit_pool_threads() -> None:
     """Have :data:`EXIT_POOL_THREADS` threads in the hub's pool, started now (never blocks).
 
     Call it from the main thread: the exit flush runs there, on the main hub,
@@ -90,13 +91,15 @@ def wait_for_idle_pool_thread(deadline: float) -> None:
     most :data:`IDLE_WAIT_MAX_S` and never past ``deadline``; returns at once
     off the main hub's greenlets, or when the pool has no thread to wait for.
     """
+    if not on_main_native_thread():
+        return  # another OS thread has its own hub, and the exit flush runs on the main one
     pool = _patched_pool()
     if pool is None or pool.size == 0:
         return
     import gevent
     from gevent.hub import Hub
 
-    if isinstance(gevent.getcurrent(), Hub) or pool.hub is not gevent.get_hub():
+    if isinstance(gevent.getcurrent(), Hub):
         return
     until = min(deadline, time.monotonic() + IDLE_WAIT_MAX_S)
     while len(pool) >= pool.size and time.monotonic() < until:

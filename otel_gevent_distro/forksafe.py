@@ -34,6 +34,8 @@ from otel_gevent_distro._log import PREFIX, logger
 #: Bumped in every forked child, inside the at-fork hook. Read it as
 #: ``forksafe.generation`` (a module attribute), never import the value.
 generation: int = 0
+#: A generation no process is in: what an object records before its first use.
+NOT_ENTERED = -1
 
 #: Exit priority of the ``multiprocessing`` finalizer that flushes telemetry:
 #: positive so it runs before the child's ``atexit``-like cleanup of pools

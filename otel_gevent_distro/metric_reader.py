@@ -35,8 +35,6 @@ from otel_gevent_distro.hub import bounded_at_exit
 from otel_gevent_distro.pipeline_options import resolve_metric_options
 from otel_gevent_distro.worker import Worker
 
-_NOT_ENTERED = -1
-
 
 class GeventPeriodicMetricReader(MetricReader):
     """Collects and exports metrics every ``export_interval_millis`` from a greenlet (patched) or a thread.
@@ -74,7 +72,7 @@ class GeventPeriodicMetricReader(MetricReader):
 
     def _reset_after_fork(self) -> None:
         self._lock: Any = None
-        self._generation = _NOT_ENTERED
+        self._generation = forksafe.NOT_ENTERED
         self.exported = 0
         self.failed = 0
         self._errors = RateLimiter(ERROR_LOG_INTERVAL_S)

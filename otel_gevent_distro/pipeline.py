@@ -68,7 +68,6 @@ BACKLOG_PRESSURE = 0.75
 #: At most one warning line about dropped items per this many seconds.
 DROP_LOG_INTERVAL_S = 10.0
 
-_NOT_ENTERED = -1
 _SHUT_DOWN = -2
 
 
@@ -212,7 +211,7 @@ class BatchPipeline:
         self._wake_pending = False
         self._cooperative = False
         self._next_full_export = time.monotonic() + self.options.schedule_delay_millis / 1000
-        self._generation = _SHUT_DOWN if self._shutdown else _NOT_ENTERED
+        self._generation = _SHUT_DOWN if self._shutdown else forksafe.NOT_ENTERED
         self.exported = 0
         self.failed = 0
         self.dropped = 0

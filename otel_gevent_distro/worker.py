@@ -38,10 +38,8 @@ from typing import Any, Protocol
 
 from otel_gevent_distro import forksafe
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.exit_flush import warm_resolver
+from otel_gevent_distro.exit_flush import ready_exit_pool_threads
 from otel_gevent_distro.hub import main_hub, note_main_hub, on_main_native_thread, remember_main_hub, threading_patched
-
-_NOT_ENTERED = -1
 
 
 class _Signal(Protocol):
@@ -157,8 +155,8 @@ class Worker:
         self.mode = "idle"
         self._token: object | None = None
         self._signal: _Signal | None = None
-        self._generation = _NOT_ENTERED
-        self._start_requested = _NOT_ENTERED
+        self._generation = forksafe.NOT_ENTERED
+        self._start_requested = forksafe.NOT_ENTERED
         self._task: Any = None
 
     @property
@@ -185,8 +183,8 @@ class Worker:
         self._task = thread
         thread.start()
         if on_main_native_thread():
-            # gevent sockets without patched threads: the exit flush still resolves on the main hub.
-            warm_resolver()
+            # gevent sockets without patched threads: the exit flush still uses the main hub's pool.
+            ready_exit_pool_threads()
 
     def _start_greenlet(self) -> None:
         if on_main_native_thread():
@@ -209,8 +207,8 @@ class Worker:
         token, signal = object(), _HubSignal(hub)
         self._token, self._signal, self._generation, self.mode = token, signal, forksafe.generation, "greenlet"
         self._task = gevent.spawn(self._run, token, signal)
-        # Exports at interpreter exit need a resolver thread that already exists.
-        warm_resolver()
+        # Exports at interpreter exit need pool threads that already exist.
+        ready_exit_pool_threads()
 
     def _run(self, token: object, signal: _Signal) -> None:
         try:

@@ -15,6 +15,14 @@
 #              minor version on the same libc.
 #   INSTALLER  uv | pip | auto (default: uv when it is on PATH, else pip)
 #
+# It writes nothing outside TARGET_DIR: uv installs by copy, not by hard link
+# from its cache (a write into a linked file would land in the cache and in
+# every environment linked to it), files are replaced rather than written
+# through, and any file that still has another link is made a private copy
+# before its mode changes. The folder's modes do not depend on the umask:
+# owner read/write, everyone else read (and enter/execute where the owner
+# may), nothing group- or world-writable.
+#
 # What the folder holds and why:
 #   * the distro, OpenTelemetry (API, SDK, auto-instrumentation) and the OTLP
 #     exporters, installed with --target, world-readable;
@@ -30,6 +38,7 @@
 #     An application without gevent still runs: the distro logs one line and
 #     telemetry works unpatched.
 set -eu
+umask 022
 
 if [ $# -lt 1 ]; then
     echo "usage: $0 TARGET_DIR [REQUIREMENT_OR_PIP_ARG...]" >&2
@@ -46,7 +55,7 @@ fi
 
 mkdir -p "$target"
 case "$installer" in
-    uv) uv pip install --quiet --python "$python" --target "$target" --compile-bytecode "$@" ;;
+    uv) uv pip install --quiet --python "$python" --target "$target" --compile-bytecode --link-mode copy "$@" ;;
     pip) "$python" -m pip install --quiet --no-cache-dir --disable-pip-version-check --no-warn-conflicts --target "$target" "$@" ;;
     *) echo "INSTALLER must be uv, pip or auto, not '$installer'" >&2; exit 2 ;;
 esac
@@ -70,9 +79,20 @@ for required in "$auto/sitecustomize.py" "$own"; do
         exit 1
     fi
 done
+# Replace, never write through: the old file may be shared with other places.
+rm -f "$auto/sitecustomize.py"
 cp "$own" "$auto/sitecustomize.py"
 rm -rf "$auto/__pycache__"/sitecustomize.*
+# The installer's own lock file is not part of the folder.
+rm -f "$target/.lock"
 
-# The Operator copies the folder as another user: everything world-readable.
-chmod -R a+rX "$target"
+# A file linked from elsewhere (an installer cache) becomes a private copy
+# before its mode is set, so the chmod below changes nothing outside.
+find "$target" -type f -links +1 -exec sh -c '
+    for file; do cp -p "$file" "$file.private" && mv -f "$file.private" "$file"; done
+' sh {} +
+
+# The Operator copies the folder as another user: everything readable by all,
+# writable by the owner only, whatever the umask of the build was.
+chmod -R u+rwX,go=rX "$target"
 echo "auto-instrumentation folder ready: $target"

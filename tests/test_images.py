@@ -9,12 +9,18 @@
 * ``docker/install-app-base.sh`` installs the distro into an application's
   Python and links its sitecustomize folder for ``PYTHONPATH``, as the
   application base image does.
+* Building the folder changes nothing outside it. The builds run with a
+  private uv cache, shared with a "victim" environment installed from it
+  (uv hard-links files from its cache), and under ``umask 000``; the victim
+  must be byte for byte, mode for mode what it was, and the folder must hold
+  nothing group- or world-writable.
 
 The folders and environments are built once per session from this checkout.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -79,7 +85,7 @@ def _has_pip(python: Path) -> bool:
     return subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True, check=False).returncode == 0
 
 
-def _tool_env(python: Path) -> dict[str, str]:
+def _tool_env(python: Path, uv_cache: Path | None = None) -> dict[str, str]:
     """Environment for the build scripts: uv when there is one, pip otherwise."""
     env = clean_environment()
     env["PYTHON"] = str(python)
@@ -87,6 +93,8 @@ def _tool_env(python: Path) -> dict[str, str]:
     if uv is not None:
         env["PATH"] = os.pathsep.join([str(uv.parent), env["PATH"]])
         env["INSTALLER"] = "uv"
+        if uv_cache is not None:
+            env["UV_CACHE_DIR"] = str(uv_cache)
     elif _has_pip(python):
         env["INSTALLER"] = "pip"
     else:
@@ -116,26 +124,77 @@ def _run_app(python: Path, app: Path, env: dict[str, str]) -> Result:
     return Result(done.returncode, done.stdout, done.stderr)
 
 
+#: What a victim environment's files were: content digest, inode and mode.
+Snapshot = dict[str, tuple[str, int, int]]
+
+
+def _snapshot(folder: Path) -> Snapshot:
+    state: Snapshot = {}
+    for path in _walk(folder):
+        if path.is_file() and not path.is_symlink():
+            info = path.stat()
+            state[str(path.relative_to(folder))] = (
+                hashlib.sha256(path.read_bytes()).hexdigest(),
+                info.st_ino,
+                stat.S_IMODE(info.st_mode),
+            )
+    return state
+
+
+@dataclass(frozen=True)
+class Victim:
+    """An environment installed by uv from the builds' cache, and what it held before they ran."""
+
+    root: Path
+    before: Snapshot
+    linked: Path
+
+
 # --- session-wide builds ---------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
-def autoinstrumentation(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The Operator's folder, built by the image's script from this checkout."""
-    target = tmp_path_factory.mktemp("images") / "autoinstrumentation"
+def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A uv cache of this session's own: the image builds never use the machine's."""
+    return tmp_path_factory.mktemp("uv-cache")
+
+
+@pytest.fixture(scope="session")
+def victim(tmp_path_factory: pytest.TempPathFactory, uv_cache: Path) -> Victim:
+    """A bystander environment with auto-instrumentation's sitecustomize, hard-linked from ``uv_cache``."""
+    uv = _uv()
+    assert uv is not None, "uv is a test dependency: the victim environment needs it"
+    root = tmp_path_factory.mktemp("victim") / "venv"
+    env = {**clean_environment(), "UV_CACHE_DIR": str(uv_cache), "UV_LINK_MODE": "hardlink"}
+    _run([str(uv), "venv", "--quiet", "--python", sys.executable, str(root)], env=env)
+    python = root / "bin" / "python"
+    _run([str(uv), "pip", "install", "--quiet", "--python", str(python), "opentelemetry-instrumentation"], env=env)
+    linked = next(root.glob("lib/python*/site-packages/opentelemetry/instrumentation/auto_instrumentation"))
+    return Victim(root, _snapshot(root), linked / "sitecustomize.py")
+
+
+def _build(target: Path, requirement: str, uv_cache: Path) -> None:
+    """Run the image's build script as a careless builder would: ``umask 000``, a shared cache."""
     script = DOCKER / "build-autoinstrumentation.sh"
-    _run(["sh", str(script), str(target), f"{REPO}[otlp]"], env=_tool_env(Path(sys.executable)))
+    _run(
+        ["sh", "-c", 'umask 000 && exec sh "$0" "$@"', str(script), str(target), requirement],
+        env=_tool_env(Path(sys.executable), uv_cache),
+    )
+
+
+@pytest.fixture(scope="session")
+def autoinstrumentation(tmp_path_factory: pytest.TempPathFactory, uv_cache: Path, victim: Victim) -> Path:
+    """The Operator's folder, built by the image's script from this checkout, beside the victim."""
+    target = tmp_path_factory.mktemp("images") / "autoinstrumentation"
+    _build(target, f"{REPO}[otlp]", uv_cache)
     return target
 
 
 @pytest.fixture(scope="session")
-def autoinstrumentation_without_otlp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def autoinstrumentation_without_otlp(tmp_path_factory: pytest.TempPathFactory, uv_cache: Path) -> Path:
     """The same folder built without the ``[otlp]`` extra: no OTLP exporter in it."""
     target = tmp_path_factory.mktemp("images") / "autoinstrumentation-no-otlp"
-    _run(
-        ["sh", str(DOCKER / "build-autoinstrumentation.sh"), str(target), str(REPO)],
-        env=_tool_env(Path(sys.executable)),
-    )
+    _build(target, str(REPO), uv_cache)
     return target
 
 
@@ -208,6 +267,26 @@ def test_autoinstrumentation_folder_holds_the_distro_but_not_gevent(autoinstrume
     assert not unreadable, f"not world-readable: {unreadable[:5]}"
     closed = [p for p in _walk(autoinstrumentation) if p.is_dir() and not p.stat().st_mode & stat.S_IXOTH]
     assert not closed, f"folders others cannot enter: {closed[:5]}"
+
+
+def test_building_the_folder_changes_nothing_outside_it(autoinstrumentation: Path, victim: Victim) -> None:
+    # The victim shares inodes with the builds' cache, so a write through a link would show here.
+    assert victim.linked.stat().st_nlink > 1, "the victim is not hard-linked to the cache; the test proves nothing"
+    after = _snapshot(victim.root)
+    changed = sorted(name for name in victim.before.keys() | after.keys() if victim.before.get(name) != after.get(name))
+    assert not changed, f"the build changed files of another environment: {changed[:10]}"
+    assert "otel_gevent_distro" not in victim.linked.read_text()
+
+
+def test_folder_modes_do_not_depend_on_the_umask(autoinstrumentation: Path) -> None:
+    # Built under umask 000: only the script's own chmod can have made these modes.
+    writable = [
+        p for p in _walk(autoinstrumentation) if not p.is_symlink() and p.stat().st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    ]
+    assert not writable, f"{len(writable)} group- or world-writable entries, e.g. {writable[:5]}"
+    assert not (autoinstrumentation / ".lock").exists(), "the installer's lock file is in the folder"
+    shared = [p for p in _walk(autoinstrumentation) if p.is_file() and not p.is_symlink() and p.stat().st_nlink > 1]
+    assert not shared, f"files shared with other places: {shared[:5]}"
 
 
 def test_operator_environment_exports_from_an_app_without_opentelemetry(

@@ -23,6 +23,7 @@ from typing import Any
 from opentelemetry.sdk import _configuration as sdk_configuration
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
+from otel_gevent_distro import exit_budget
 from otel_gevent_distro._log import PREFIX, logger
 from otel_gevent_distro.bootstrap import bootstrap
 from otel_gevent_distro.exporters import check_exporters
@@ -84,5 +85,8 @@ class GeventConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
                 exc,
             )
             return
+        # The providers registered their atexit shutdowns while being built: the
+        # exit budget's hook goes after them, so it runs first.
+        exit_budget.run_before_existing_exit_hooks()
         # gevent's monitor thread: inside uWSGI, started in each worker after the fork.
         after_server_fork(functools.partial(start_health_monitoring, get_settings()))

@@ -29,3 +29,9 @@ blocking, loop lag, live greenlets); turns on gevent's monitor thread."""
 
 OTEL_PYTHON_GEVENT_HEALTH_INTERVAL = "OTEL_PYTHON_GEVENT_HEALTH_INTERVAL"
 """Seconds between two loop-lag measurements (default ``1``; at least ``0.01``)."""
+
+OTEL_PYTHON_GEVENT_EXIT_TIMEOUT = "OTEL_PYTHON_GEVENT_EXIT_TIMEOUT"
+"""Milliseconds that exporting may take at interpreter exit, all signals together
+(default ``5000``; from ``0`` to ``120000``). Whatever the collector does, the
+process ends this long after its exit began, and every item not delivered is
+counted in one line."""

@@ -19,8 +19,10 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from otel_gevent_distro._log import PREFIX, logger
 
-#: Time ``exporter.shutdown()`` gets at shutdown even when the export timeout is used up.
-EXPORTER_SHUTDOWN_GRACE_S = 1.0
+#: At shutdown, the share of the time left, at most :data:`INTERRUPT_GRACE_MAX_S`, kept for an
+#: exporter still busy when the rest is used up: its ``shutdown()`` interrupts its retries.
+INTERRUPT_GRACE_SHARE = 0.2
+INTERRUPT_GRACE_MAX_S = 1.0
 #: At most one warning line about failing exports per this many seconds.
 ERROR_LOG_INTERVAL_S = 10.0
 
@@ -53,6 +55,26 @@ def succeeded(result: Any) -> bool:
     # SpanExportResult, LogRecordExportResult, LogExportResult, MetricExportResult
     # all name their success SUCCESS; an exporter returning nothing is not failing.
     return result is None or getattr(result, "name", "SUCCESS") == "SUCCESS"
+
+
+def export_until(exporter: Any, batch: Sequence[Any], deadline: float) -> bool:
+    """Export ``batch`` untraced; True when it was delivered.
+
+    An exporter with ``export_until(batch, deadline)`` (the distro's OTLP/HTTP
+    exporter) is held to ``deadline``, retries included; any other is called
+    as the SDK calls it and is bounded by its own timeout only.
+    """
+    bounded = getattr(exporter, "export_until", None)
+    with suppressed():
+        if bounded is not None:
+            return succeeded(bounded(batch, deadline))
+        return succeeded(exporter.export(batch))
+
+
+def interrupt_at(deadline: float) -> float:
+    """When to stop waiting for an export and interrupt the exporter, so it is out before ``deadline``."""
+    left = max(0.0, deadline - time.monotonic())
+    return deadline - min(INTERRUPT_GRACE_MAX_S, left * INTERRUPT_GRACE_SHARE)
 
 
 def shutdown_exporter(exporter: Any, timeout_millis: float) -> None:

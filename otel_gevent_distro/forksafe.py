@@ -10,14 +10,21 @@ Owns two small registries:
   bumps :data:`generation`, which the emit path compares with one attribute
   read (much cheaper than ``os.getpid()``) to notice that it now runs in a
   new process.
+* **child starts**: callbacks run in every such child right after the
+  resets, still inside the hook, to start the pipeline's native export
+  threads (:class:`~otel_gevent_distro.worker.ExportThread`), so a child
+  exports on its own schedule from the start, even one that only records
+  metrics. A native thread never touches the gevent hub, which is why it may
+  start here; nothing may start a greenlet or a ``threading.Thread`` (a
+  greenlet once patched) here.
 * **before-exit flushes** for ``multiprocessing`` children, which leave
   through ``os._exit`` and so never run ``atexit``: a
   ``multiprocessing.util.Finalize`` registered in each such child runs them.
 
-This module must never start a thread or greenlet, acquire a lock or log
-inside an at-fork hook: in a child the gevent hub is not reinitialised yet
-(gevent reinitialises it after the hooks, and its patched ``subprocess`` never
-does before ``exec``). A failing callback is caught and remembered; the
+Apart from the child starts, this module must never start anything, acquire
+a lock or log inside an at-fork hook: in a child the gevent hub is not
+reinitialised yet (gevent reinitialises it after the hooks, and its patched
+``subprocess`` never does before ``exec``). A failing callback is caught and remembered; the
 failure is logged at debug level later, outside the hook, by
 :func:`log_hook_failures`.
 """
@@ -46,6 +53,7 @@ MULTIPROCESSING_EXIT_PRIORITY = 5
 _Ref = Callable[[], "Callable[[], object] | None"]
 
 _resets: list[_Ref] = []
+_child_starts: list[_Ref] = []
 _exit_flushes: list[_Ref] = []
 _hook_failures: list[tuple[str, BaseException]] = []
 _installed = False
@@ -79,6 +87,16 @@ def register_reset(callback: Callable[[], object]) -> None:
     _resets.append(_weak(callback))
 
 
+def register_child_start(callback: Callable[[], object]) -> None:
+    """Run ``callback`` in every forked child after the resets (held weakly).
+
+    ``callback`` may start a native thread and nothing else.
+    """
+    install()
+    _prune(_child_starts)
+    _child_starts.append(_weak(callback))
+
+
 def register_exit_flush(callback: Callable[[], object]) -> None:
     """Run ``callback`` before a ``multiprocessing`` child exits (held weakly)."""
     install()
@@ -93,15 +111,15 @@ def install() -> None:
         return
     _installed = True
     if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+        os.register_at_fork(after_in_child=after_fork_in_child)
     _install_multiprocessing_hook()
 
 
-def _after_fork_in_child() -> None:
-    """The at-fork hook: bump the generation and run each reset; never raises."""
+def after_fork_in_child() -> None:
+    """The at-fork hook: bump the generation, run each reset, then each child start; never raises."""
     global generation
     generation += 1
-    for ref in tuple(_resets):
+    for ref in (*_resets, *_child_starts):
         callback = ref()
         if callback is None:
             continue

@@ -40,6 +40,7 @@ BLRP_VARIABLES = BatchVariables(
     schedule_delay=OTEL_BLRP_SCHEDULE_DELAY,
     max_export_batch_size=OTEL_BLRP_MAX_EXPORT_BATCH_SIZE,
     export_timeout=OTEL_BLRP_EXPORT_TIMEOUT,
+    default_schedule_delay_millis=1000,
 )
 
 

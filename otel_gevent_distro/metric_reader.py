@@ -5,41 +5,45 @@ Owns the periodic collect-and-export of metrics and the
 configurator substitutes it for the SDK's class by name, so the constructor
 keeps that class's shape.
 
-The reader has no emit hook, so in a forked child its worker starts when the
-process first emits a span or log record (the shared registry in
-:mod:`otel_gevent_distro.worker`), or on the first collect or flush. It must
-never start anything in an at-fork hook, and :meth:`shutdown` always does a
-final collect and export, bounded by the export timeout.
+Collecting and exporting run on the reader's native export thread
+(:class:`~otel_gevent_distro.worker.ExportThread`), every interval, in every
+process: a forked child gets a thread of its own from the at-fork hook, so a
+child that only records metrics exports on its own schedule, even if it is
+killed before it could flush. ``force_flush`` and ``shutdown`` ask that
+thread and wait for it (cooperatively on the gevent hub's thread), so no
+export ever runs on a greenlet. ``shutdown`` runs once, whatever the number
+of callers: one final collect and export within its timeout and the exit
+budget (:mod:`otel_gevent_distro.exit_budget`), one exporter shutdown.
 """
 
 from __future__ import annotations
 
-import threading
+import math
 import time
 from typing import Any
 
 from opentelemetry.sdk.environment_variables import OTEL_METRIC_EXPORT_INTERVAL, OTEL_METRIC_EXPORT_TIMEOUT
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, MetricsData
 
-from otel_gevent_distro import forksafe
+from otel_gevent_distro import exit_budget, forksafe, native
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.exit_flush import wait_for_idle_pool_thread
 from otel_gevent_distro.exporter_calls import (
     ERROR_LOG_INTERVAL_S,
-    EXPORTER_SHUTDOWN_GRACE_S,
     RateLimiter,
+    interrupt_at,
     shutdown_exporter,
+    succeeded,
     suppressed,
 )
-from otel_gevent_distro.hub import bounded_at_exit
 from otel_gevent_distro.pipeline_options import resolve_metric_options
-from otel_gevent_distro.worker import Worker
+from otel_gevent_distro.servers import after_server_fork
+from otel_gevent_distro.worker import ExportThread, wait_released
 
 
 class GeventPeriodicMetricReader(MetricReader):
-    """Collects and exports metrics every ``export_interval_millis`` from a greenlet (patched) or a thread.
+    """Collects and exports metrics every ``export_interval_millis`` on a native export thread.
 
-    Counters: :attr:`exported` and :attr:`failed` count export calls.
+    Counters, of this process: :attr:`exported` and :attr:`failed` count export calls.
     """
 
     def __init__(
@@ -61,18 +65,21 @@ class GeventPeriodicMetricReader(MetricReader):
         self._exporter = exporter
         self._export_interval_millis = options.export_interval_millis
         self._export_timeout_millis = options.export_timeout_millis
+        self._interval_s = options.export_interval_millis / 1000
         self._shutdown = False
         self._reset_after_fork()
-        self._worker = Worker("metric-export", options.export_interval_millis / 1000, self._scheduled_collect)
+        self._worker = ExportThread("metric-export", self._tick, self._wait_s)
         forksafe.register_reset(self._reset_after_fork)
         forksafe.register_exit_flush(self._flush_before_exit)
-        # Unlike the span and log processors (which start on their first item),
-        # a reader has nothing to wait for: it runs from construction.
-        self._worker.ensure_started()
+        exit_budget.register(self)
+        after_server_fork(self._worker.ensure_started)
 
     def _reset_after_fork(self) -> None:
-        self._lock: Any = None
-        self._generation = forksafe.NOT_ENTERED
+        self._lock = native.allocate_lock()
+        self._next = time.monotonic() + self._interval_s
+        self._requests: list[Any] = []
+        self._final_deadline: float | None = None
+        self._shutdown_started = False
         self.exported = 0
         self.failed = 0
         self._errors = RateLimiter(ERROR_LOG_INTERVAL_S)
@@ -82,85 +89,118 @@ class GeventPeriodicMetricReader(MetricReader):
         return self._exporter
 
     @property
-    def worker(self) -> Worker:
+    def worker(self) -> ExportThread:
         return self._worker
 
-    def _adopt_process(self) -> None:
-        if self._generation != forksafe.generation:
-            self._lock = threading.Lock()
-            self._generation = forksafe.generation
+    # -- the export thread ------------------------------------------------
 
-    def _start_here(self) -> None:
-        """Collect or flush in a process where the worker is not running yet: start it."""
-        self._adopt_process()
-        if not self._shutdown and not self._worker.running:
-            self._worker.ensure_started()
+    def _wait_s(self) -> float:
+        if not math.isfinite(self._interval_s):
+            return float("inf")
+        return self._next - time.monotonic()
 
-    def _scheduled_collect(self) -> None:
-        if self._shutdown:
+    def _tick(self) -> None:
+        """One round on the export thread: a collection when due, asked for, or final."""
+        with self._lock:
+            requests, self._requests = self._requests, []
+        now = time.monotonic()
+        due = now >= self._next
+        final = self._final_deadline is not None
+        if not (due or requests or final):
             return
+        if due or requests:
+            self._next = now + self._interval_s
+        timeout_s = self._export_timeout_millis / 1000
+        deadline = now + timeout_s if self._final_deadline is None else min(now + timeout_s, self._final_deadline)
+        self._collect_until(deadline)
+        if final:
+            self._final_deadline = None
+        for request in requests:
+            request.release()
+
+    def _collect_until(self, deadline: float) -> None:
         try:
-            self.collect(timeout_millis=self._export_timeout_millis)
+            self.collect(timeout_millis=max(0.0, deadline - time.monotonic()) * 1000)
         except Exception:  # noqa: BLE001 - keep collecting next time
+            self.failed += 1
             if self._errors.take():
                 logger.warning("%smetric collection failed.", PREFIX, exc_info=True)
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-        self._start_here()
-        deadline = time.monotonic() + min(timeout_millis, self._export_timeout_millis) / 1000
-        lock = self._lock
-        if not lock.acquire(True, max(0.0, deadline - time.monotonic())):
-            self.failed += 1
-            if self._errors.take():
-                logger.warning("%sa metric export was skipped: the previous one is still running.", PREFIX)
-            return
-        try:
-            self._export(metrics_data, (deadline - time.monotonic()) * 1000)
-        finally:
-            lock.release()
-
-    def _export(self, metrics_data: MetricsData, timeout_millis: float) -> None:
         try:
             with suppressed():
                 result = self._exporter.export(metrics_data, timeout_millis=max(0.0, timeout_millis))
-        except Exception:  # noqa: BLE001 - an exporter bug must not kill the worker
+        except Exception:  # noqa: BLE001 - an exporter bug must not stop the thread
             self.failed += 1
             if self._errors.take():
                 logger.warning("%sexporting metrics raised.", PREFIX, exc_info=True)
             return
-        if getattr(result, "name", "SUCCESS") == "SUCCESS":
+        if succeeded(result):
             self.exported += 1
         else:
             self.failed += 1
 
+    # -- flush, exit and shutdown ------------------------------------------
+
+    def _ask_thread(self, deadline: float) -> bool:
+        """Have the export thread collect and export now; wait for it until ``deadline``."""
+        if self._worker.on_this_thread():
+            return False
+        if not self._worker.ensure_started():
+            self._collect_until(deadline)  # no thread here (a uWSGI master): on the caller
+            return True
+        request = native.allocate_lock()
+        request.acquire()
+        with self._lock:
+            self._requests.append(request)
+        self._worker.wake()
+        return wait_released(request, deadline)
+
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         if self._shutdown:
             return False
-        timeout_millis = min(timeout_millis, self._export_timeout_millis)
-        self._start_here()
-        super().force_flush(timeout_millis=timeout_millis)
-        self._exporter.force_flush(timeout_millis=timeout_millis)
-        return True
+        timeout_s = min(timeout_millis, self._export_timeout_millis) / 1000
+        deadline = time.monotonic() + timeout_s
+        exit_deadline = exit_budget.deadline()
+        if exit_deadline is not None:
+            deadline = min(deadline, exit_deadline)
+        done = self._ask_thread(deadline)
+        return done and bool(self._exporter.force_flush(timeout_millis=max(0.0, deadline - time.monotonic()) * 1000))
+
+    def begin_exit(self, deadline: float) -> None:
+        """The process is exiting: collect and export once more now, on the thread, within ``deadline``."""
+        if not self._shutdown:
+            self._final_deadline = deadline
+            self._worker.wake()
 
     def _flush_before_exit(self) -> None:
+        # A multiprocessing child leaves through os._exit: no atexit, so the budget starts here.
         if not self._shutdown:
-            self.force_flush(self._export_timeout_millis)
+            exit_budget.begin()
+            self.shutdown()
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        if self._shutdown:
-            logger.debug("%smetric reader already shut down.", PREFIX)
-            return
-        timeout_millis = min(timeout_millis, self._export_timeout_millis)
-        deadline = time.monotonic() + timeout_millis / 1000
-        self._adopt_process()
-        self._worker.stop()
-        with bounded_at_exit(deadline):
-            wait_for_idle_pool_thread(deadline)
-            try:
-                # The final collect and export: what was recorded since the last interval.
-                self.collect(timeout_millis=timeout_millis)
-            except Exception:  # noqa: BLE001 - shutting down must finish
-                logger.warning("%sthe final metric collection failed.", PREFIX, exc_info=True)
+        with self._lock:
+            if self._shutdown_started:
+                logger.warning("%sCan't shutdown multiple times", PREFIX)
+                return
+            self._shutdown_started = True
+        deadline = time.monotonic() + min(timeout_millis, self._export_timeout_millis) / 1000
+        exit_deadline = exit_budget.deadline()
+        if exit_deadline is not None:
+            deadline = min(deadline, exit_deadline)
+        # The final collect and export: what was recorded since the last interval.
+        interrupted = False
+        if self._worker.running:
+            self._final_deadline = deadline
+            self._worker.stop()
+            if not self._worker.wait_ended(interrupt_at(deadline)):
+                # Still exporting: the exporter's shutdown cuts its retries short.
+                interrupted = True
+                shutdown_exporter(self._exporter, 0)
+                self._worker.wait_ended(deadline)
+        else:
+            self._collect_until(deadline)
         self._shutdown = True
-        with bounded_at_exit(max(deadline, time.monotonic() + EXPORTER_SHUTDOWN_GRACE_S)):
-            shutdown_exporter(self._exporter, (deadline - time.monotonic()) * 1000)
+        if not interrupted:
+            shutdown_exporter(self._exporter, max(0.0, deadline - time.monotonic()) * 1000)

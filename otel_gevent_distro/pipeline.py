@@ -1,156 +1,100 @@
 """The batching pipeline behind the span and log record processors.
 
-Owns :class:`BatchPipeline` (queue, drop counting, export in batches and
-chunks, flush and shutdown), :class:`PipelineOwner` (what both processors
-share), :class:`DropReporter` and :class:`ChunkSizer`. It never raises into
-the application's emit path.
+Owns :class:`BatchPipeline` (queue, batches, flush, shutdown and the
+per-process counters), :class:`PipelineOwner` (what both processors share)
+and :class:`DropReporter`. Exports run on the pipeline's
+:class:`~otel_gevent_distro.worker.ExportThread`, a native OS thread.
 
-*Never blocking the hub.* Exporting is mostly CPU work (protobuf encoding,
-about 0.1 ms per span here: one 512-span call held the loop for 55 ms). In
-greenlet mode each batch goes to the exporter in chunks sized so that one
-call holds the hub for about :data:`CHUNK_BUDGET_S` before its first network
-wait (measured with a loop callback queued just before each call, see
-:class:`ChunkSizer`), and the event loop runs one full iteration between
-chunks (:func:`~otel_gevent_distro.hub.cooperative_yield`). Each call also
-pays a fixed per-request cost, and with a slow collector a round trip, so
-small chunks cap throughput: when the queue backs up they grow back to whole
-batches (:meth:`BatchPipeline._chunk_size`). At exit batches go out whole.
+*Emit* (``span.end()``, a logging call) appends to a ``deque`` and, when the
+queue was empty or just reached a full batch, rings the thread's native
+lock. It never switches greenlets, never blocks, never raises, never exports.
+Telemetry made on the export thread itself (an exporter logging a retry
+through a ``LoggingHandler``) is not queued: it would feed the export that
+made it.
 
-*Back-pressure.* From :data:`BACKLOG_PRESSURE` of the queue on, the emitting
-greenlet lets the event loop run once (see :mod:`otel_gevent_distro.hub`).
+*Batching.* A full batch (``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``) goes out at
+once, in one exporter call; everything else once the oldest queued item has
+waited the schedule delay. An idle pipeline's thread sleeps until rung.
 
-*Batching.* Woken, the worker exports only full batches; everything queued
-goes out once per schedule delay, as the SDK does. The emit path never
-signals per item: it signals once when the queue reaches the batch size,
-then not again until the worker has drained.
+*Flush* puts a marker in the queue and waits, cooperatively on the gevent
+hub's thread, until the thread has exported everything before it, or the
+timeout passed. *Shutdown* (once, from any number of threads) closes the
+queue, has the thread export what is left within the export timeout and the
+process's exit budget (:mod:`otel_gevent_distro.exit_budget`), waits for the
+thread to end, and reports in one line every item this process did not
+deliver: still queued, in flight when time ran out, refused by the collector,
+dropped because the queue was full.
 
-*Flushing* never needs the worker: ``force_flush``, shutdown (``atexit``,
-so also ``sys.exit`` from a SIGTERM handler) and the flush before a
-``multiprocessing`` child's ``os._exit`` export from the calling greenlet
-or thread, under a lock shared with the worker, bounded by the export
-timeout.
+*Fork.* The at-fork hook gives the child an empty queue, zero counters and a
+thread of its own: items queued or in flight in the parent are the parent's
+to deliver, exactly once.
 """
 
 from __future__ import annotations
 
 import collections
-import threading
 import time
 from typing import Any
 
-from otel_gevent_distro import forksafe
+from otel_gevent_distro import exit_budget, forksafe, native
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.exit_flush import wait_for_idle_pool_thread
 from otel_gevent_distro.exporter_calls import (
     ERROR_LOG_INTERVAL_S,
-    EXPORTER_SHUTDOWN_GRACE_S,
     Exporter,
     RateLimiter,
+    export_until,
+    interrupt_at,
     shutdown_exporter,
-    succeeded,
-    suppressed,
 )
-from otel_gevent_distro.hub import bounded_at_exit, cooperative_yield, make_way_for_export, threading_patched
 from otel_gevent_distro.pipeline_options import BatchOptions
-from otel_gevent_distro.worker import Worker, start_all
+from otel_gevent_distro.servers import after_server_fork
+from otel_gevent_distro.worker import ExportThread, wait_released
 
-#: How long one exporter call may hold the gevent hub before its first network wait, roughly.
-CHUNK_BUDGET_S = 0.008
-#: Chunk bounds: never fewer items per call than this (unless the batch is smaller).
-MIN_CHUNK = 16
-#: Items per call until the first cost measurement exists.
-INITIAL_CHUNK = 16
-#: Queue fill (fraction) from which chunks grow, and from which they are whole batches.
-BACKLOG_LOW = 0.25
-BACKLOG_HIGH = 0.5
-#: Queue fill (fraction) from which emitting greenlets let the event loop run.
-BACKLOG_PRESSURE = 0.75
 #: At most one warning line about dropped items per this many seconds.
 DROP_LOG_INTERVAL_S = 10.0
-
-_SHUT_DOWN = -2
-
-
-def _deadline_passed(deadline: float | None) -> bool:
-    return deadline is not None and time.monotonic() >= deadline
-
-
-def _acquire(lock: Any, deadline: float | None) -> bool:
-    if deadline is None:
-        return bool(lock.acquire())
-    return bool(lock.acquire(True, max(0.0, deadline - time.monotonic())))
 
 
 class DropReporter:
     """Reports dropped items in one warning line at most every :data:`DROP_LOG_INTERVAL_S`.
 
     Each line gives the count since the previous line and the total, so
-    nothing is silent; :meth:`report` at shutdown prints what is left.
+    nothing is silent. Called on the export thread, never on the emit path.
     """
 
     def __init__(self, what: str, capacity: int, interval_s: float = DROP_LOG_INTERVAL_S) -> None:
         self._what = what
         self._capacity = capacity
         self._limiter = RateLimiter(interval_s)
-        self._unreported = 0
-        self._total = 0
+        self._reported = 0
         self.lines = 0
 
-    def add(self, count: int = 1) -> None:
-        self._unreported += count
-        self._total += count
-        if self._limiter.due():
-            self.report()
-
-    def report_if_due(self) -> None:
-        if self._unreported and self._limiter.due():
-            self.report()
-
-    def report(self) -> None:
-        count, self._unreported = self._unreported, 0
-        if not count:
-            return
-        # Mark the line written before logging: the line may come back to a
-        # full log record queue through a logging handler.
-        self._limiter.take()
-        self.lines += 1
-        logger.warning(
-            "%sexport queue full (%d %s): dropped %d %s (%d in total). The collector is slow or "
-            "unreachable, or telemetry is produced faster than it can be exported.",
-            PREFIX,
-            self._capacity,
-            self._what,
-            count,
-            self._what,
-            self._total,
-        )
+    def report_if_due(self, total: int) -> None:
+        if total > self._reported and self._limiter.take():
+            count, self._reported = total - self._reported, total
+            self.lines += 1
+            logger.warning(
+                "%sexport queue full (%d %s): dropped %d %s (%d in total). The collector is slow or "
+                "unreachable, or telemetry is produced faster than it can be exported.",
+                PREFIX,
+                self._capacity,
+                self._what,
+                count,
+                self._what,
+                total,
+            )
 
 
-class ChunkSizer:
-    """How many items one exporter call may take so that it holds the hub for about ``budget_s``.
+class _Marker:
+    """A flush request in the queue: settled once everything queued before it was exported or failed."""
 
-    Learns from recent calls how long each held the hub per item (per-call
-    overhead included) and takes a low quartile, so one slow sample (the
-    first connection, a descheduled CPU) does not shrink the chunks for good.
-    """
+    __slots__ = ("done",)
 
-    def __init__(self, maximum: int, budget_s: float = CHUNK_BUDGET_S) -> None:
-        self._maximum = maximum
-        self._budget_s = budget_s
-        self._per_item: collections.deque[float] = collections.deque(maxlen=16)
+    def __init__(self) -> None:
+        self.done = native.allocate_lock()
+        self.done.acquire()
 
-    def size(self) -> int:
-        if not self._per_item:
-            return min(self._maximum, INITIAL_CHUNK)
-        ordered = sorted(self._per_item)
-        per_item = ordered[len(ordered) // 4]
-        if per_item <= 0:
-            return self._maximum
-        return max(min(MIN_CHUNK, self._maximum), min(self._maximum, int(self._budget_s / per_item)))
-
-    def record(self, items: int, held_seconds: float) -> None:
-        if items > 0:
-            self._per_item.append(held_seconds / items)
+    def settle(self) -> None:
+        self.done.release()
 
 
 class PipelineOwner:
@@ -160,7 +104,7 @@ class PipelineOwner:
 
     @property
     def pipeline(self) -> BatchPipeline:
-        """The queue and worker behind this processor."""
+        """The queue and export thread behind this processor."""
         return self._pipeline
 
     @property
@@ -175,16 +119,17 @@ class PipelineOwner:
     def dropped(self) -> int:
         return self._pipeline.dropped
 
-    def shutdown(self) -> None:
-        self._pipeline.shutdown()
+    def shutdown(self, timeout_millis: float | None = None) -> None:
+        self._pipeline.shutdown(timeout_millis)
 
 
 class BatchPipeline:
     """Queue, batch and export items of one signal; shared by the span and log record processors.
 
-    Counters (of this process): ``exported``, ``failed`` (the exporter said
-    no or raised), ``dropped`` (queue full, or still queued when shutdown ran
-    out of time) and ``dropped_after_shutdown``.
+    Counters, of this process only: ``exported``; ``failed`` (the exporter
+    said no or raised: refused); ``dropped`` (queue full); ``lost_at_exit``
+    (still queued or in flight when shutdown's time ran out);
+    ``dropped_after_shutdown``; ``reentrant`` (made on the export thread, not queued).
     """
 
     def __init__(self, exporter: Exporter, options: BatchOptions, what: str) -> None:
@@ -194,244 +139,217 @@ class BatchPipeline:
         self._max_queue_size = options.max_queue_size
         self._batch_size = options.max_export_batch_size
         self._timeout_s = options.export_timeout_millis / 1000
-        self._shutdown = False
-        self._chunks = ChunkSizer(self._batch_size)
-        self._pressure_mark = max(self._batch_size, int(self._max_queue_size * BACKLOG_PRESSURE))
+        self._delay_s = options.schedule_delay_millis / 1000
+        self._closed = False
         self._reset_after_fork()
-        delay_s = options.schedule_delay_millis / 1000
-        self._delay_s = delay_s
-        self.worker = Worker(f"{what}-export", delay_s, self._scheduled_export, self._ready, self._until_full_export)
+        self.worker = ExportThread(f"{what}-export", self._work, self._wait_s)
         forksafe.register_reset(self._reset_after_fork)
         forksafe.register_exit_flush(self._flush_before_exit)
+        exit_budget.register(self)
+        after_server_fork(self.worker.ensure_started)
 
     def _reset_after_fork(self) -> None:
-        # Items queued before the fork stay the parent's to export.
+        # Items queued or in flight before the fork stay the parent's to export.
         self._queue: collections.deque[Any] = collections.deque()
-        self._lock: Any = None
+        self._lock = native.allocate_lock()
         self._wake_pending = False
-        self._cooperative = False
-        self._next_full_export = time.monotonic() + self.options.schedule_delay_millis / 1000
-        self._generation = _SHUT_DOWN if self._shutdown else forksafe.NOT_ENTERED
+        self._oldest: float | None = None
+        self._markers = 0
+        self._in_flight = 0
+        self._exit_deadline: float | None = None
+        self._shutdown_started = False
         self.exported = 0
         self.failed = 0
         self.dropped = 0
+        self.lost_at_exit = 0
         self.dropped_after_shutdown = 0
+        self.reentrant = 0
         self._drops = DropReporter(self._what, self._max_queue_size)
         self._errors = RateLimiter(ERROR_LOG_INTERVAL_S)
 
     # -- emit path -------------------------------------------------------
 
     def emit(self, item: Any) -> None:
-        """Queue one item; never blocks, never raises."""
-        if self._generation != forksafe.generation and not self._enter_from_emit():
+        """Queue one item; never blocks, never switches greenlets, never raises."""
+        if self._closed:
+            self._count("dropped_after_shutdown")
             return
         queue = self._queue
-        if len(queue) >= self._max_queue_size:
-            self.dropped += 1
-            self._drops.add()
+        size = len(queue)
+        if size >= self._max_queue_size:
+            self._count("dropped")
+            return
+        if self.worker.on_this_thread():
+            self._count("reentrant")
             return
         queue.append(item)
-        if len(queue) >= self._batch_size and not self._wake_pending:
+        if size == 0:
+            self.worker.wake()  # starts the schedule delay's clock
+        elif size + 1 >= self._batch_size and not self._wake_pending:
             self._wake_pending = True
             self.worker.wake()
-        if len(queue) >= self._pressure_mark and self._cooperative:
-            make_way_for_export()
 
-    def _enter_from_emit(self) -> bool:
-        if self._shutdown:
-            self.dropped_after_shutdown += 1
-            return False
-        self._adopt_process()
-        start_all()
-        return True
+    def _count(self, counter: str) -> None:
+        # Emitters may be several OS threads: += is not atomic across them.
+        with self._lock:
+            setattr(self, counter, getattr(self, counter) + 1)
 
-    def _adopt_process(self) -> None:
-        """First use in this process: a lock of the right kind (gevent's when patched)."""
-        if self._generation == forksafe.generation:
-            return
-        self._cooperative = threading_patched()
-        self._lock = threading.Lock()
-        self._generation = forksafe.generation
+    # -- the export thread ------------------------------------------------
 
-    # -- export ----------------------------------------------------------
+    def _wait_s(self) -> float:
+        if not self._queue:
+            self._oldest = None
+            return float("inf")
+        now = time.monotonic()
+        if self._oldest is None:
+            self._oldest = now
+        return self._oldest + self._delay_s - now
 
-    def _ready(self) -> bool:
-        return self._generation == forksafe.generation and len(self._queue) >= self._batch_size
-
-    def _until_full_export(self) -> float:
-        return self._next_full_export - time.monotonic()
-
-    def _scheduled_export(self) -> None:
-        """The worker's step: full batches when woken, everything once the schedule delay is up."""
+    def _work(self) -> None:
+        """One round: full batches now; everything once due, flushing or exiting."""
         self._wake_pending = False
-        everything = self._until_full_export() <= 0
-        if everything:
-            self._next_full_export = time.monotonic() + self._delay_s
-        if self._generation == forksafe.generation:
-            self._export_queued(None, everything)
-        self._drops.report_if_due()
+        queue = self._queue
+        owed = 0
+        now = time.monotonic()
+        due = self._oldest is not None and now >= self._oldest + self._delay_s
+        if due or self._markers or self._exit_deadline is not None:
+            owed = len(queue)
+            self._oldest = None
+        while queue and (owed > 0 or len(queue) >= self._batch_size):
+            if self._exit_deadline is not None and time.monotonic() >= self._exit_deadline:
+                break  # what is left is counted as queued by shutdown
+            batch, markers = self._take()
+            owed -= len(batch) + len(markers)
+            if batch:
+                self._export(batch)
+            for marker in markers:
+                marker.settle()
+        self._drops.report_if_due(self.dropped)
 
-    def _export_queued(self, deadline: float | None, everything: bool = True, exiting: bool = False) -> bool:
-        """Export what is queued now (or only full batches), batch by batch.
+    def _take(self) -> tuple[list[Any], list[_Marker]]:
+        """Up to one batch of items, ending early at a flush marker (returned to settle after the export)."""
+        queue = self._queue
+        batch: list[Any] = []
+        markers: list[_Marker] = []
+        while queue and len(batch) < self._batch_size:
+            item = queue.popleft()
+            if type(item) is _Marker:
+                markers.append(item)
+                with self._lock:
+                    self._markers -= 1
+                break
+            batch.append(item)
+        return batch, markers
 
-        Items queued meanwhile are left for later unless they make a full
-        batch, so a busy process gets full batches, not a stream of small
-        ones. When the process is ``exiting`` batches go out whole: hub
-        latency no longer matters, and fewer calls make a stuck exit less
-        likely (after a signal handler raised ``SystemExit`` somewhere in the
-        event loop, a second OTLP/gRPC call in gevent mode sometimes never
-        returns). False when the deadline came first.
-        """
-        lock = self._lock
-        if lock is None or not _acquire(lock, deadline):
-            return not self._queue
+    def _export(self, batch: list[Any]) -> None:
+        self._in_flight = len(batch)
+        deadline = self._exit_deadline
+        if deadline is None:
+            deadline = time.monotonic() + self._timeout_s
         try:
-            owed = len(self._queue) if everything else 0
-            while self._queue and (owed > 0 or len(self._queue) >= self._batch_size):
-                if _deadline_passed(deadline):
-                    return False
-                if exiting and deadline is not None:
-                    wait_for_idle_pool_thread(deadline)
-                batch = self._take()
-                owed -= len(batch)
-                rest = self._export_batch(batch, deadline, whole=exiting)
-                if rest:
-                    self._queue.extendleft(reversed(rest))
-                    return False
-                if self._queue and self._cooperative:
-                    cooperative_yield()
-            return True
-        finally:
-            lock.release()
-
-    def _take(self) -> list[Any]:
-        queue, batch = self._queue, []
-        try:
-            for _ in range(self._batch_size):
-                batch.append(queue.popleft())
-        except IndexError:  # emptied (by shutdown) from another thread meanwhile
-            pass
-        return batch
-
-    def _export_batch(self, batch: list[Any], deadline: float | None, whole: bool = False) -> list[Any]:
-        """Export ``batch`` (in chunks when cooperative); returns what the deadline left unexported.
-
-        When the call is interrupted (a signal handler raising ``SystemExit``
-        in this greenlet, a ``gevent.Timeout``) the chunks not yet handed to
-        the exporter go back to the queue, so shutdown can still send them.
-        """
-        if whole or not self._cooperative:
-            self._export_chunk(batch)
-            return []
-        start = 0
-        try:
-            while start < len(batch):
-                if start and _deadline_passed(deadline):
-                    return batch[start:]
-                size = self._chunk_size()
-                chunk = batch[start : start + size]
-                start += size
-                self._chunks.record(len(chunk), self._export_chunk_timed(chunk))
-                if start < len(batch):
-                    cooperative_yield()
-        except BaseException:
-            self._queue.extendleft(reversed(batch[start:]))
-            raise
-        return []
-
-    def _chunk_size(self) -> int:
-        """The hub-budgeted chunk, growing to the whole batch as the queue backs up.
-
-        Small chunks cost a request each; when the collector is slow they cap
-        throughput. Past :data:`BACKLOG_LOW` of the queue the chunk grows, and
-        from :data:`BACKLOG_HIGH` on it is the whole batch, as with the SDK's
-        processor: delivering the telemetry then matters more than hub latency.
-        """
-        size = self._chunks.size()
-        backlog = len(self._queue) / self._max_queue_size
-        if backlog <= BACKLOG_LOW:
-            return size
-        grow = min(1.0, (backlog - BACKLOG_LOW) / (BACKLOG_HIGH - BACKLOG_LOW))
-        return size + int((self._batch_size - size) * grow)
-
-    def _export_chunk_timed(self, chunk: list[Any]) -> float:
-        """Export ``chunk``; return how long the call held the hub before it first let it run."""
-        import gevent
-
-        handed_over: list[float] = []
-        began = time.perf_counter()
-        # Queued before the call, this callback runs as soon as the hub gets
-        # control: at the exporter's first network wait, or after the call.
-        marker = gevent.get_hub().loop.run_callback(lambda: handed_over.append(time.perf_counter()))
-        try:
-            self._export_chunk(chunk)
-        finally:
-            ended = time.perf_counter()
-            marker.stop()
-        return (handed_over[0] if handed_over else ended) - began
-
-    def _export_chunk(self, chunk: list[Any]) -> None:
-        try:
-            with suppressed():
-                result = self.exporter.export(chunk)
-        except Exception:  # noqa: BLE001 - an exporter bug must not kill the worker
-            self.failed += len(chunk)
+            ok = export_until(self.exporter, batch, deadline)
+        except Exception:  # noqa: BLE001 - an exporter bug must not stop the thread
+            ok = False
             if self._errors.take():
-                logger.warning("%sexporting %d %s raised.", PREFIX, len(chunk), self._what, exc_info=True)
-            return
-        except BaseException:
-            self.failed += len(chunk)  # interrupted: whether it arrived is unknown
-            raise
-        if succeeded(result):
-            self.exported += len(chunk)
+                logger.warning("%sexporting %d %s raised.", PREFIX, len(batch), self._what, exc_info=True)
+        finally:
+            self._in_flight = 0
+        if ok:
+            self.exported += len(batch)
         else:
-            self.failed += len(chunk)
+            self.failed += len(batch)
 
-    # -- flush and shutdown -----------------------------------------------
+    # -- flush, exit and shutdown ------------------------------------------
 
     def _deadline(self, timeout_millis: float | None) -> float:
         timeout_s = self._timeout_s
         if timeout_millis is not None:
             timeout_s = min(timeout_s, max(0.0, timeout_millis / 1000))
-        return time.monotonic() + timeout_s
+        deadline = time.monotonic() + timeout_s
+        exit_deadline = exit_budget.deadline()
+        return deadline if exit_deadline is None else min(deadline, exit_deadline)
 
     def flush(self, timeout_millis: float | None = None) -> bool:
-        """Export everything queued in this process, within the export timeout (or ``timeout_millis`` if shorter)."""
-        if self._shutdown:
+        """Export everything queued before this call, within the export timeout (or ``timeout_millis``)."""
+        if self._closed or self.worker.on_this_thread():
             return False
-        self._adopt_process()
-        return self._export_queued(self._deadline(timeout_millis))
+        deadline = self._deadline(timeout_millis)
+        marker = _Marker()
+        with self._lock:
+            self._markers += 1
+        self._queue.append(marker)
+        if not self.worker.ensure_started():
+            self._work_here(deadline)
+        else:
+            self.worker.wake()
+        return wait_released(marker.done, deadline)
+
+    def _work_here(self, deadline: float) -> None:
+        """The export thread could not start (a uWSGI master, a full process): export on the caller."""
+        self._exit_deadline = deadline
+        self._work()
+
+    def begin_exit(self, deadline: float) -> None:
+        """The process is exiting: export everything now, on the thread, within ``deadline``."""
+        self._exit_deadline = deadline
+        self.worker.wake()
 
     def _flush_before_exit(self) -> None:
-        if not self._shutdown and self._queue:
-            self._adopt_process()
-            self._export_queued(self._deadline(None), exiting=True)
+        # A multiprocessing child leaves through os._exit: no atexit, so the budget starts here.
+        if not self._closed:
+            exit_budget.begin()
+            self.shutdown()
 
     def shutdown(self, timeout_millis: float | None = None) -> None:
-        """Flush within the export timeout, report what is lost, shut the exporter down. Once."""
-        if self._shutdown:
-            return
-        self._adopt_process()
-        deadline = self._deadline(timeout_millis)
-        self._shutdown = True
-        self._generation = _SHUT_DOWN
-        self.worker.stop()
-        with bounded_at_exit(deadline):
-            self._export_queued(deadline, exiting=True)
-        self._drops.report()
-        self._count_leftovers()
-        with bounded_at_exit(max(deadline, time.monotonic() + EXPORTER_SHUTDOWN_GRACE_S)):
-            shutdown_exporter(self.exporter, (deadline - time.monotonic()) * 1000)
+        """Export what is left within the timeout and the exit budget, report losses, shut the exporter down.
 
-    def _count_leftovers(self) -> None:
-        left = len(self._queue)
+        Once per process: other calls, concurrent or later, return at once.
+        """
+        with self._lock:
+            if self._shutdown_started:
+                return
+            self._shutdown_started = True
+        deadline = self._deadline(timeout_millis)
+        self._closed = True
+        self._exit_deadline = deadline
+        interrupted = False
+        if self.worker.running:
+            self.worker.stop()
+            ended = self.worker.wait_ended(interrupt_at(deadline))
+            if not ended:
+                # Still exporting: shutting the exporter down cuts its retries short,
+                # so the thread is out of the exporter before the process goes on.
+                interrupted = True
+                shutdown_exporter(self.exporter, 0)
+                ended = self.worker.wait_ended(deadline)
+        else:
+            self._work_here(deadline)
+            ended = True
+        self._report_losses(ended)
+        if not interrupted:
+            shutdown_exporter(self.exporter, max(0.0, deadline - time.monotonic()) * 1000)
+
+    def _report_losses(self, ended: bool) -> None:
+        queued = sum(1 for item in self._queue if type(item) is not _Marker)
+        in_flight = 0 if ended else self._in_flight
+        self.lost_at_exit = queued + in_flight
+        for item in list(self._queue):
+            if type(item) is _Marker:
+                item.settle()
         self._queue.clear()
-        if left:
-            self.dropped += left
+        lost = self.lost_at_exit + self.failed + self.dropped
+        if lost:
             logger.warning(
-                "%s%d %s were not exported within the export timeout (%g ms) at shutdown.",
+                "%s%d %s of this process were not delivered: %d still queued and %d in flight when "
+                "the time ran out (export timeout %g ms, exit budget %g ms), %d refused or failed, "
+                "%d dropped because the queue was full.",
                 PREFIX,
-                left,
+                lost,
                 self._what,
+                queued,
+                in_flight,
                 self.options.export_timeout_millis,
+                exit_budget.budget_s() * 1000,
+                self.failed,
+                self.dropped,
             )

@@ -34,6 +34,14 @@ class BatchVariables:
     schedule_delay: str
     max_export_batch_size: str
     export_timeout: str
+    #: The SDK's default schedule delay differs per signal: 5000 ms for spans, 1000 ms for log records.
+    default_schedule_delay_millis: float = 5000
+
+
+#: Upper bounds of every numeric option: larger values are clamped with one warning,
+#: so no value can overflow a timeout or a wait further down.
+MAX_QUEUE_SIZE = 10_000_000
+MAX_MILLIS = 86_400_000.0  # one day
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,17 @@ def _invalid(name: str, raw: str, accepted: str, default: float) -> None:
     )
 
 
-def env_number(environ: Mapping[str, str], name: str, default: float, parse: Callable[[str], float] = int) -> float:
-    """A positive number from ``environ``; unset or empty gives ``default``, a bad value one warning."""
+def env_number(
+    environ: Mapping[str, str],
+    name: str,
+    default: float,
+    parse: Callable[[str], float] = int,
+    maximum: float = MAX_MILLIS,
+) -> float:
+    """A positive number from ``environ``; unset or empty gives ``default``, a bad value one warning.
+
+    A value above ``maximum`` is clamped to it, with one warning.
+    """
     raw = environ.get(name)
     if raw is None or not raw.strip():
         return default
@@ -64,6 +81,17 @@ def env_number(environ: Mapping[str, str], name: str, default: float, parse: Cal
     if not value > 0:
         _invalid(name, raw, accepted, default)
         return default
+    if value > maximum:
+        logger.warning("%s%s=%r is larger than %g; using %g.", PREFIX, name, raw, maximum, maximum)
+        return maximum
+    return value
+
+
+def _bounded(value: float, maximum: float, name: str) -> float:
+    """An argument given in code, clamped to ``maximum`` with one warning."""
+    if value > maximum:
+        logger.warning("%s%s=%r is larger than %g; using %g.", PREFIX, name, value, maximum, maximum)
+        return maximum
     return value
 
 
@@ -91,23 +119,29 @@ def resolve_batch_options(
     defaults = BatchOptions()
     explicit_sizes = max_queue_size is not None or max_export_batch_size is not None
     if max_queue_size is None:
-        max_queue_size = int(env_number(env, variables.max_queue_size, defaults.max_queue_size))
+        max_queue_size = int(env_number(env, variables.max_queue_size, defaults.max_queue_size, maximum=MAX_QUEUE_SIZE))
     else:
         _positive(max_queue_size, "max_queue_size must be a positive integer.")
+        max_queue_size = int(_bounded(max_queue_size, MAX_QUEUE_SIZE, "max_queue_size"))
     if schedule_delay_millis is None:
-        schedule_delay_millis = env_number(env, variables.schedule_delay, defaults.schedule_delay_millis)
+        schedule_delay_millis = env_number(env, variables.schedule_delay, variables.default_schedule_delay_millis)
     else:
         _positive(schedule_delay_millis, "schedule_delay_millis must be positive.")
+        schedule_delay_millis = _bounded(schedule_delay_millis, MAX_MILLIS, "schedule_delay_millis")
     if max_export_batch_size is None:
-        max_export_batch_size = int(env_number(env, variables.max_export_batch_size, defaults.max_export_batch_size))
+        max_export_batch_size = int(
+            env_number(env, variables.max_export_batch_size, defaults.max_export_batch_size, maximum=MAX_QUEUE_SIZE)
+        )
     else:
         _positive(max_export_batch_size, "max_export_batch_size must be a positive integer.")
+        max_export_batch_size = int(_bounded(max_export_batch_size, MAX_QUEUE_SIZE, "max_export_batch_size"))
     if export_timeout_millis is not None and not export_timeout_millis > 0:
         # The SDK never uses this value; here it bounds flush and shutdown, so it must be positive.
         logger.warning("%sexport_timeout_millis=%r is not positive; ignoring it.", PREFIX, export_timeout_millis)
         export_timeout_millis = None
     if export_timeout_millis is None:
         export_timeout_millis = env_number(env, variables.export_timeout, defaults.export_timeout_millis)
+    export_timeout_millis = _bounded(export_timeout_millis, MAX_MILLIS, "export_timeout_millis")
     if max_export_batch_size > max_queue_size:
         if explicit_sizes:
             raise ValueError("max_export_batch_size must be less than or equal to max_queue_size.")
@@ -134,7 +168,10 @@ def resolve_metric_options(
     env = os.environ if environ is None else environ
     defaults = MetricOptions()
     if export_interval_millis is None:
-        export_interval_millis = env_number(env, interval_variable, defaults.export_interval_millis, float)
+        # ``inf`` means "never on a schedule", as in the SDK.
+        export_interval_millis = env_number(
+            env, interval_variable, defaults.export_interval_millis, float, maximum=float("inf")
+        )
     else:
         _positive(
             export_interval_millis,
@@ -142,4 +179,5 @@ def resolve_metric_options(
         )
     if export_timeout_millis is None:
         export_timeout_millis = env_number(env, timeout_variable, defaults.export_timeout_millis, float)
+    export_timeout_millis = _bounded(export_timeout_millis, MAX_MILLIS, "export_timeout_millis")
     return MetricOptions(export_interval_millis, export_timeout_millis)

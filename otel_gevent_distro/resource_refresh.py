@@ -20,10 +20,10 @@ which runs the same detectors in the calling thread (they read the pid,
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any
 
 from otel_gevent_distro._log import PREFIX, logger
+from otel_gevent_distro.hub import threading_patched
 
 NAME = "_get_process_dependent_resource"
 #: Modules whose providers refresh their resource after fork.
@@ -51,14 +51,9 @@ def detect_inline() -> Any:
     return resource
 
 
-def _threading_patched() -> bool:
-    monkey = sys.modules.get("gevent.monkey")
-    return bool(monkey is not None and monkey.is_module_patched("threading"))
-
-
 def install() -> list[str]:
     """Swap the refresh function in every provider module that has it; return their names."""
-    if not _threading_patched():
+    if not threading_patched():
         return []
     try:
         from opentelemetry.sdk import resources

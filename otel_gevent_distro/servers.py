@@ -233,13 +233,10 @@ def _after_fork() -> None:
             hub.reinit()
         except Exception as exc:  # noqa: BLE001 - the worker must still start
             logger.warning("%sgevent.reinit() failed in a uWSGI worker (%s: %s).", PREFIX, type(exc).__name__, exc)
-    forksafe = sys.modules.get("otel_gevent_distro.forksafe")
-    reset = getattr(forksafe, "after_fork_in_child", None) or getattr(forksafe, "_after_fork_in_child", None)
-    if reset is not None:
-        reset()  # never raises: each reset's failure is kept for log_hook_failures
-        log_failures = getattr(forksafe, "log_hook_failures", None)
-        if log_failures is not None:
-            log_failures()
+    from otel_gevent_distro import forksafe
+
+    forksafe.after_fork_in_child()  # never raises: each failure is kept for log_hook_failures
+    forksafe.log_hook_failures()
     _run_after_fork_actions()
 
 

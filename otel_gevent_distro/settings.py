@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from otel_gevent_distro._log import PREFIX, logger
 from otel_gevent_distro.environment_variables import (
     OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS,
+    OTEL_PYTHON_GEVENT_EXIT_TIMEOUT,
     OTEL_PYTHON_GEVENT_HEALTH,
     OTEL_PYTHON_GEVENT_HEALTH_INTERVAL,
     OTEL_PYTHON_GEVENT_PATCH,
@@ -59,6 +60,7 @@ class Settings:
     disabled_integrations: frozenset[str] = frozenset()
     health: bool = True
     health_interval: float = 1.0
+    exit_timeout_millis: float = 5000.0
     #: Where each option came from: ``"environment"`` or ``"default"``.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -136,6 +138,23 @@ def parse_seconds(variable: str, value: str | None, default: float, minimum: flo
     return seconds
 
 
+def parse_millis(variable: str, value: str | None, default: float, maximum: float) -> float:
+    """A number of milliseconds from 0 to ``maximum``; larger values are clamped to ``maximum``."""
+    if value is None or not value.strip():
+        return default
+    try:
+        millis = float(value.strip())
+    except ValueError:
+        millis = float("nan")
+    if not millis >= 0:
+        _warn(variable, value, f"milliseconds from 0 to {maximum:g}", f"using {default:g}")
+        return default
+    if millis > maximum:
+        _warn(variable, value, f"milliseconds from 0 to {maximum:g}", f"using {maximum:g}")
+        return maximum
+    return millis
+
+
 def _consistent_exclusions(excluded: frozenset[str]) -> frozenset[str]:
     """Refuse exclusions that make gevent hang or misbehave.
 
@@ -171,6 +190,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS,
         OTEL_PYTHON_GEVENT_HEALTH,
         OTEL_PYTHON_GEVENT_HEALTH_INTERVAL,
+        OTEL_PYTHON_GEVENT_EXIT_TIMEOUT,
     )
     sources = {name: ("environment" if env.get(name, "").strip() else "default") for name in variables}
     return Settings(
@@ -190,6 +210,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         health=parse_bool(OTEL_PYTHON_GEVENT_HEALTH, env.get(OTEL_PYTHON_GEVENT_HEALTH), True),
         health_interval=parse_seconds(
             OTEL_PYTHON_GEVENT_HEALTH_INTERVAL, env.get(OTEL_PYTHON_GEVENT_HEALTH_INTERVAL), 1.0, 0.01
+        ),
+        exit_timeout_millis=parse_millis(
+            OTEL_PYTHON_GEVENT_EXIT_TIMEOUT, env.get(OTEL_PYTHON_GEVENT_EXIT_TIMEOUT), 5000.0, 120_000.0
         ),
         sources=sources,
     )

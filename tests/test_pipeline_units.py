@@ -103,7 +103,7 @@ def test_a_full_batch_wakes_the_worker_before_the_schedule_delay() -> None:
     for i in range(10):
         pipe.emit(i)
     assert wait_until(lambda: len(exporter.items) == 10)
-    assert pipe.worker.mode == "thread"
+    assert pipe.worker.running
     assert exporter.items == list(range(10))
     assert pipe.exported == 10
     pipe.shutdown()
@@ -130,25 +130,35 @@ def test_queue_full_counts_every_drop_in_one_rate_limited_line(
     for i in range(5, 22):
         pipe.emit(i)
     assert pipe.dropped == 7
-    lines = warnings_from_us(caplog)
-    assert len(lines) == 1, lines
-    assert "export queue full (10 spans): dropped 1 spans (1 in total)" in lines[0]
+    # The emit path never logs: the export thread reports the drops once its export returns.
+    assert warnings_from_us(caplog) == []
 
     gate.set()
     pipe.shutdown()
     assert exporter.items == list(range(15))
-    assert (pipe.exported, pipe.failed, pipe.dropped) == (15, 0, 7)
+    assert (pipe.exported, pipe.failed, pipe.dropped, pipe.lost_at_exit) == (15, 0, 7, 0)
     lines = warnings_from_us(caplog)
     assert len(lines) == 2, lines
-    assert "dropped 6 spans (7 in total)" in lines[1]
+    assert "export queue full (10 spans): dropped 7 spans (7 in total)" in lines[0]
+    assert "7 spans of this process were not delivered" in lines[1]
+    assert "7 dropped because the queue was full" in lines[1]
 
 
 def test_drop_lines_are_rate_limited_not_per_drop(caplog: pytest.LogCaptureFixture, gate: threading.Event) -> None:
     caplog.set_level(logging.WARNING, logger="otel_gevent_distro")
-    pipe = pipeline(Recorder(gate), max_queue_size=2, schedule_delay_millis=60_000, max_export_batch_size=2)
+    exporter = Recorder(gate)
+    pipe = pipeline(exporter, max_queue_size=2, schedule_delay_millis=60_000, max_export_batch_size=2)
+    for i in range(2):
+        pipe.emit(i)
+    assert exporter.entered.wait(10)
     for i in range(1000):
         pipe.emit(i)
-    assert pipe.dropped >= 996
+    assert pipe.dropped == 998
+    gate.set()
+    assert pipe.flush() is True
+    for i in range(1000):
+        pipe.emit(i)
+    assert pipe.flush() is True
     assert len(warnings_from_us(caplog)) == 1
 
 
@@ -191,10 +201,10 @@ def test_force_flush_and_shutdown_are_bounded_by_the_export_timeout(
     assert pipe.flush() is False
     pipe.shutdown()
     assert time.monotonic() - began < 5  # two waits of 0.3 s each, generously
-    # The worker holds items 0-4 in the hung export; 5-7 were never sent.
-    assert pipe.dropped == 3
-    expected = "3 spans were not exported within the export timeout (300 ms)"
-    assert any(expected in line for line in warnings_from_us(caplog))
+    # The thread holds items 0-4 in the hung export; 5-7 were never sent.
+    assert (pipe.lost_at_exit, pipe.dropped) == (8, 0)
+    expected = "8 spans of this process were not delivered: 3 still queued and 5 in flight"
+    assert any(expected in line for line in warnings_from_us(caplog)), warnings_from_us(caplog)
 
 
 def test_emits_after_shutdown_are_ignored_and_counted() -> None:
@@ -284,7 +294,7 @@ def test_metric_reader_collects_periodically_and_once_more_at_shutdown() -> None
     counter = provider.get_meter("test").create_counter("things")
     counter.add(2)
     assert wait_until(lambda: exporter.counter_value("things") == 2)
-    assert reader.worker.mode == "thread"
+    assert reader.worker.running
     counter.add(3)
     provider.shutdown()
     assert exporter.counter_value("things") == 5
@@ -296,7 +306,7 @@ def test_metric_reader_with_infinite_interval_only_collects_on_demand() -> None:
     reader = GeventPeriodicMetricReader(exporter, export_interval_millis=float("inf"))
     provider = MeterProvider(metric_readers=[reader])
     provider.get_meter("test").create_counter("things").add(1)
-    assert reader.worker.mode == "idle"
+    assert exporter.counter_value("things") is None
     assert reader.force_flush() is True
     assert exporter.counter_value("things") == 1
     provider.shutdown()

@@ -71,7 +71,7 @@ def test_a_fork_while_an_export_waits_for_its_answer_delivers_every_span_once(
     assert seen["flushed"] is True
     spans = receiver.wait_for(8, signal="spans", timeout=30)
     time.sleep(1.0)  # anything duplicated would arrive meanwhile
-    spans = receiver.spans
+    spans = receiver.spans()
     names = Counter(span.name for span in spans)
     assert names == Counter([f"parent-{i}" for i in range(4)] + [f"child-{i}" for i in range(4)]), names
     by_pid = {span.name: span.resource.get("process.pid") for span in spans}

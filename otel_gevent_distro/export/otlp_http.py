@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import _socket
 import contextlib
+import encodings.idna  # noqa: F401 - getaddrinfo of a str host needs it; imported here, not in the export thread
 import gzip
 import http.client
 import importlib
 import math
 import os
 import random
+import ssl
 import sys
 import time
 import zlib
@@ -260,14 +262,29 @@ def _original(module: str, name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def _native_lock() -> Any:
-    """A lock of the OS thread library, never gevent's."""
-    return _original("_thread", "allocate_lock")()
+@dataclass(frozen=True)
+class _Stdlib:
+    """The original classes the transport uses, looked up once, in the thread that builds the exporter.
+
+    Looking them up there keeps even gevent's ``get_original`` out of the
+    thread that exports.
+    """
+
+    allocate_lock: Callable[[], Any]
+    socket_class: Any
+    ssl_context_class: Any
+
+    @classmethod
+    def find(cls) -> _Stdlib:
+        return cls(
+            _original("_thread", "allocate_lock"),
+            _original("socket", "socket"),
+            _original("ssl", "SSLContext"),
+        )
 
 
-def _open_socket(host: str, port: int, deadline: float, tls: Any) -> Any:
+def _open_socket(host: str, port: int, deadline: float, tls: Any, socket_class: Any) -> Any:
     """A connected (and TLS-wrapped when ``tls``) original socket, or OSError."""
-    socket_class = _original("socket", "socket")
     last_error: OSError | None = None
     for family, kind, proto, _name, address in _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM):
         remaining = deadline - time.monotonic()
@@ -291,22 +308,22 @@ def _open_socket(host: str, port: int, deadline: float, tls: Any) -> Any:
 class _Connection(http.client.HTTPConnection):
     """``http.client`` on a socket opened by :func:`_open_socket`, bounded by ``deadline``."""
 
-    def __init__(self, host: str, port: int, tls: Any) -> None:
+    def __init__(self, host: str, port: int, tls: Any, socket_class: Any) -> None:
         super().__init__(host, port)
-        self.pid = os.getpid()
         self.deadline = 0.0
         self._tls = tls
+        self._socket_class = socket_class
 
     def connect(self) -> None:
-        self.sock = _open_socket(self.host, self.port, self.deadline, self._tls)
+        self.sock = _open_socket(self.host, self.port, self.deadline, self._tls, self._socket_class)
 
 
 class _ProcessState:
     """The connection and its lock, owned by the process that made them."""
 
-    def __init__(self) -> None:
+    def __init__(self, allocate_lock: Callable[[], Any]) -> None:
         self.pid = os.getpid()
-        self.busy = _native_lock()
+        self.busy = allocate_lock()
         self.connection: _Connection | None = None
 
 
@@ -484,12 +501,13 @@ class _OtlpHttpExporter:
         if self._scheme not in ("http", "https") or not self._host or not self._port:
             self._invalid = f"the endpoint {self.config.url!r} is not an http:// or https:// URL"
             logger.warning("%sOTLP/HTTP: %s; %s will not be exported.", PREFIX, self._invalid, self._signal.noun)
+        self._std = _Stdlib.find()
         self._tls: Any = None
-        self._tls_lock = _native_lock()
-        self._process = _ProcessState()
-        self._wake = _native_lock()
+        self._tls_lock = self._std.allocate_lock()
+        self._process = _ProcessState(self._std.allocate_lock)
+        self._wake = self._std.allocate_lock()
         self._wake.acquire()  # released once, by shutdown()
-        self._shutdown_lock = _native_lock()
+        self._shutdown_lock = self._std.allocate_lock()
         self._shutdown = False
         self._next_warning = 0.0
         self._warnings_held = 0
@@ -564,7 +582,7 @@ class _OtlpHttpExporter:
         state = self._process
         if state.pid != os.getpid():
             inherited = state
-            state = self._process = _ProcessState()
+            state = self._process = _ProcessState(self._std.allocate_lock)
             _forget_inherited(inherited.connection)
         return state
 
@@ -573,10 +591,7 @@ class _OtlpHttpExporter:
             return None
         with self._tls_lock:
             if self._tls is None:
-                context_class = _original("ssl", "SSLContext")
-                import ssl
-
-                context = context_class(ssl.PROTOCOL_TLS_CLIENT)
+                context = self._std.ssl_context_class(ssl.PROTOCOL_TLS_CLIENT)
                 if self.config.certificate_file:
                     context.load_verify_locations(cafile=self.config.certificate_file)
                 else:
@@ -596,7 +611,7 @@ class _OtlpHttpExporter:
         # Another thread is using the keep-alive connection: use a one-off one.
         connection = state.connection if own else None
         if connection is None:
-            connection = _Connection(self._host, self._port, tls)
+            connection = _Connection(self._host, self._port, tls, self._std.socket_class)
         attempts = 0
         try:
             while True:

@@ -29,3 +29,9 @@ blocking, loop lag, live greenlets); turns on gevent's monitor thread."""
 
 OTEL_PYTHON_GEVENT_HEALTH_INTERVAL = "OTEL_PYTHON_GEVENT_HEALTH_INTERVAL"
 """Seconds between two loop-lag measurements (default ``1``; at least ``0.01``)."""
+
+OTEL_PYTHON_GEVENT_OTLP_HTTP_EXPORTER = "OTEL_PYTHON_GEVENT_OTLP_HTTP_EXPORTER"
+"""``distro`` (default): spans and log records sent over OTLP/HTTP (``otlp`` with
+``http/protobuf``, or ``otlp_proto_http``) go through the distro's lean exporter,
+which never touches gevent's patched sockets; ``upstream``: through
+``opentelemetry-exporter-otlp-proto-http``'s exporter instead."""

@@ -17,6 +17,7 @@ from otel_gevent_distro.environment_variables import (
     OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS,
     OTEL_PYTHON_GEVENT_HEALTH,
     OTEL_PYTHON_GEVENT_HEALTH_INTERVAL,
+    OTEL_PYTHON_GEVENT_OTLP_HTTP_EXPORTER,
     OTEL_PYTHON_GEVENT_PATCH,
     OTEL_PYTHON_GEVENT_PATCH_EXCLUDE,
     OTEL_PYTHON_GEVENT_PRELOAD,
@@ -24,6 +25,8 @@ from otel_gevent_distro.environment_variables import (
 )
 
 PATCH_MODES = ("all", "none")
+#: Whose exporter sends spans and log records over OTLP/HTTP.
+OTLP_HTTP_EXPORTERS = ("distro", "upstream")
 
 #: The boolean keyword arguments of ``gevent.monkey.patch_all`` that name a module.
 PATCHABLE_MODULES = (
@@ -59,6 +62,7 @@ class Settings:
     disabled_integrations: frozenset[str] = frozenset()
     health: bool = True
     health_interval: float = 1.0
+    otlp_http_exporter: str = "distro"
     #: Where each option came from: ``"environment"`` or ``"default"``.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -171,6 +175,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS,
         OTEL_PYTHON_GEVENT_HEALTH,
         OTEL_PYTHON_GEVENT_HEALTH_INTERVAL,
+        OTEL_PYTHON_GEVENT_OTLP_HTTP_EXPORTER,
     )
     sources = {name: ("environment" if env.get(name, "").strip() else "default") for name in variables}
     return Settings(
@@ -190,6 +195,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         health=parse_bool(OTEL_PYTHON_GEVENT_HEALTH, env.get(OTEL_PYTHON_GEVENT_HEALTH), True),
         health_interval=parse_seconds(
             OTEL_PYTHON_GEVENT_HEALTH_INTERVAL, env.get(OTEL_PYTHON_GEVENT_HEALTH_INTERVAL), 1.0, 0.01
+        ),
+        otlp_http_exporter=parse_choice(
+            OTEL_PYTHON_GEVENT_OTLP_HTTP_EXPORTER,
+            env.get(OTEL_PYTHON_GEVENT_OTLP_HTTP_EXPORTER),
+            OTLP_HTTP_EXPORTERS,
+            "distro",
         ),
         sources=sources,
     )

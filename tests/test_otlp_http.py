@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -14,7 +16,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import given, settings
@@ -429,6 +431,125 @@ def test_bad_endpoint_fails_exports_with_one_line(caplog: Any) -> None:
 
 
 # --------------------------------------------------------------------------
+# TLS: certificate, client key and client certificate
+# --------------------------------------------------------------------------
+
+
+def _openssl(folder: Path, *args: str) -> None:
+    subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+
+def _signed(folder: Path, name: str, subject: str, extensions: str) -> None:
+    _openssl(
+        folder,
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+        "-subj",
+        subject,
+    )
+    (folder / f"{name}.ext").write_text(extensions)
+    _openssl(
+        folder, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    folder = tmp_path_factory.mktemp("tls")
+    _openssl(
+        folder, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=otlp-test-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    )  # fmt: skip
+    common = "basicConstraints=CA:FALSE\nauthorityKeyIdentifier=keyid\nsubjectKeyIdentifier=hash\n"
+    server = (
+        "subjectAltName=IP:127.0.0.1\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
+    _signed(folder, "server", "/CN=127.0.0.1", common + server)
+    _signed(
+        folder,
+        "client",
+        "/CN=otlp-client",
+        common + "keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    return folder
+
+
+class _TlsHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    seen: ClassVar[list[tuple[str, int, str]]] = []
+    ports: ClassVar[list[int]] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        request = trace_service_pb2.ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        peer = self.connection.getpeercert() or {}
+        subject = dict(item[0] for item in peer.get("subject", ()))
+        spans = sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+        self.seen.append((self.path, spans, subject.get("commonName", "")))
+        self.ports.append(self.client_address[1])
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def tls_server(certificates: Path) -> Iterator[str]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certificates / "server.pem", certificates / "server.key")
+    context.load_verify_locations(certificates / "ca.pem")
+    context.verify_mode = ssl.CERT_OPTIONAL
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _TlsHandler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    _TlsHandler.seen = []
+    _TlsHandler.ports = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/v1/traces"
+    server.shutdown()
+    server.server_close()
+
+
+def test_tls_with_certificate_and_client_certificate(
+    tls_server: str, certificates: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", tls_server)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(certificates / "ca.pem"))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", str(certificates / "client.pem"))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CLIENT_KEY", str(certificates / "client.key"))
+    exporter = OtlpHttpSpanExporter()
+    assert exporter.export(make_spans(2)) is SpanExportResult.SUCCESS
+    assert exporter.export(make_spans(1)) is SpanExportResult.SUCCESS
+    exporter.shutdown()
+    assert _TlsHandler.seen == [("/v1/traces", 2, "otlp-client"), ("/v1/traces", 1, "otlp-client")]
+    assert len(set(_TlsHandler.ports)) == 1, "one keep-alive TLS connection"
+
+
+def test_tls_refuses_an_unknown_certificate_without_retrying(tls_server: str, caplog: Any) -> None:
+    caplog.set_level(logging.WARNING, "otel_gevent_distro")
+    exporter = OtlpHttpSpanExporter(endpoint=tls_server)  # the system's CAs do not know the test CA
+    started = time.monotonic()
+    outcome = exporter.send_until(make_spans(1), started + 5)
+    assert not outcome.delivered and outcome.attempts == 1 and "SSLCertVerificationError" in outcome.error
+    assert time.monotonic() - started < 1
+    assert _TlsHandler.seen == []
+    exporter.shutdown()
+
+
+# --------------------------------------------------------------------------
 # Fork: a child never uses its parent's connection
 # --------------------------------------------------------------------------
 
@@ -457,7 +578,7 @@ def test_forked_child_opens_its_own_connection_and_leaves_the_parents_alone(rece
 # --------------------------------------------------------------------------
 
 _GEVENT_PROGRAM = """
-import json, sys, time
+import json, sys, time, traceback
 from gevent import monkey
 monkey.patch_all()
 import gevent, gevent._hub_local
@@ -466,7 +587,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-slow_url, refused_url = sys.argv[1], sys.argv[2]
+slow_url, refused_url, tls_url, certificates = sys.argv[1:5]
 memory = InMemorySpanExporter()
 provider = TracerProvider()
 provider.add_span_processor(SimpleSpanProcessor(memory))
@@ -476,6 +597,12 @@ spans = list(memory.get_finished_spans())
 # Built in the main thread, as the SDK builds exporters; only exports run in the native thread.
 slow = OtlpHttpSpanExporter(endpoint=slow_url)
 refused = OtlpHttpSpanExporter(endpoint=refused_url)
+tls = OtlpHttpSpanExporter(
+    endpoint=tls_url,
+    certificate_file=f"{certificates}/ca.pem",
+    client_certificate_file=f"{certificates}/client.pem",
+    client_key_file=f"{certificates}/client.key",
+)
 report = {"gevent_calls": [], "sdk_lock_calls": [], "logging_calls": [], "results": []}
 ticks = []
 
@@ -500,11 +627,15 @@ def in_native_thread():
     try:
         sys.setprofile(record_gevent)
         report["results"].append(slow.export(spans).name)
+        report["results"].append(tls.export(spans).name)
         report["results"].append(refused.export_until(spans, time.monotonic() + 1.3).name)
-        slow.shutdown()
-        refused.shutdown()
+        for exporter in (slow, tls, refused):
+            exporter.shutdown()
         sys.setprofile(None)
         report["hub_in_thread"] = gevent._hub_local.get_hub_if_exists() is not None
+    except BaseException:
+        sys.setprofile(None)
+        report["error"] = traceback.format_exc()
     finally:
         done.release()
 
@@ -528,7 +659,9 @@ print(json.dumps(report))
 """
 
 
-def test_native_thread_export_under_patch_all_never_touches_gevent(receiver: OtlpReceiver, tmp_path: Path) -> None:
+def test_native_thread_export_under_patch_all_never_touches_gevent(
+    receiver: OtlpReceiver, tmp_path: Path, tls_server: str, certificates: Path
+) -> None:
     receiver.configure(delay_s=1.0)
     with socket.create_server(("127.0.0.1", 0)) as listener:
         refused = f"http://127.0.0.1:{listener.getsockname()[1]}/v1/traces"
@@ -536,7 +669,7 @@ def test_native_thread_export_under_patch_all_never_touches_gevent(receiver: Otl
     program.write_text(textwrap.dedent(_GEVENT_PROGRAM))
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     done = subprocess.run(
-        [sys.executable, str(program), receiver.http_url("spans"), refused],
+        [sys.executable, str(program), receiver.http_url("spans"), refused, tls_server, str(certificates)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -545,7 +678,8 @@ def test_native_thread_export_under_patch_all_never_touches_gevent(receiver: Otl
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["results"] == ["SUCCESS", "FAILURE"]
+    assert "error" not in report, report["error"]
+    assert report["results"] == ["SUCCESS", "SUCCESS", "FAILURE"], done.stderr
     assert report["gevent_calls"] == [], "the native thread called into gevent"
     assert set(report["sdk_lock_calls"]) <= {"gevent.thread.acquire", "gevent.thread.release"}
     assert report["logging_calls"], "the refused export logged its warning line from the thread"
@@ -555,6 +689,7 @@ def test_native_thread_export_under_patch_all_never_touches_gevent(receiver: Otl
     assert report["ticks"] >= 100, report
     assert report["max_gap_s"] < 0.2, report
     assert len(receiver.wait_for(1)) == 1
+    assert _TlsHandler.seen == [("/v1/traces", 1, "otlp-client")]
     assert "otel-gevent-distro: OTLP/HTTP export of 1 spans" in done.stderr
     assert "Traceback" not in done.stderr
 

@@ -9,7 +9,9 @@ collector never stalls the application's hub.
   replaced by :func:`_open_socket`: name resolution with ``_socket.getaddrinfo``
   (C, never patched), the *original* ``socket.socket`` class and a connect loop
   of its own (``socket.create_connection`` looks ``getaddrinfo`` up in the
-  patched module), TLS with the original ``ssl.SSLContext``. Everything else
+  patched module), TLS with the original ``ssl.SSLContext`` through
+  ``wrap_bio`` (:class:`_TlsSocket`: its ``wrap_socket`` breaks after
+  patching). Everything else
   ``http.client`` does on the socket (``sendall``, ``makefile``, ``recv_into``,
   ``close``) is a method of those original classes.
 * Backoff waits on an original ``_thread`` lock with a timeout; ``shutdown()``
@@ -37,6 +39,7 @@ import encodings.idna  # noqa: F401 - getaddrinfo of a str host needs it; import
 import gzip
 import http.client
 import importlib
+import io
 import math
 import os
 import random
@@ -297,12 +300,106 @@ def _open_socket(host: str, port: int, deadline: float, tls: Any, socket_class: 
             sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
             if tls is not None:
                 sock.settimeout(max(0.001, deadline - time.monotonic()))
-                sock = tls.wrap_socket(sock, server_hostname=host)
+                return _TlsSocket(sock, tls, host)
             return sock
         except OSError as error:
             last_error = error
             sock.close()
     raise last_error or TimeoutError(f"no time left to connect to {host}:{port}")
+
+
+class _TlsSocket:
+    """TLS over an original socket, through :class:`ssl.SSLObject` and memory BIOs.
+
+    ``SSLContext.wrap_socket`` cannot serve here: ``SSLSocket._create`` calls
+    ``super(SSLSocket, self)`` with the *module's* ``SSLSocket``, which gevent
+    replaced, so the original context's ``wrap_socket`` fails after
+    ``patch_all()``. ``wrap_bio`` uses nothing gevent patches; this class pumps
+    the BIOs over the plain socket (its timeout bounds every wait) and offers
+    what ``http.client`` uses: ``sendall``, ``makefile("rb")``, ``settimeout``,
+    ``close``. Closing never sends a close_notify.
+    """
+
+    def __init__(self, sock: Any, context: Any, host: str) -> None:
+        self._sock = sock
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_hostname=host)
+        self._readers = 0
+        self._closed = False
+        try:
+            self._pump(self._tls.do_handshake)
+        except BaseException:
+            sock.close()
+            raise
+
+    def _pump(self, operation: Callable[..., Any], *args: Any) -> Any:
+        while True:
+            try:
+                result = operation(*args)
+            except ssl.SSLWantReadError:
+                self._flush()
+                data = self._sock.recv(65536)
+                if data:
+                    self._incoming.write(data)
+                else:
+                    self._incoming.write_eof()
+                continue
+            self._flush()
+            return result
+
+    def _flush(self) -> None:
+        pending = self._outgoing.read()
+        if pending:
+            self._sock.sendall(pending)
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self._pump(self._tls.write, view) :]
+
+    def recv_into(self, buffer: Any) -> int:
+        try:
+            return int(self._pump(self._tls.read, len(buffer), buffer))
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            return 0  # the peer closed; http.client reports it as it would for a plain socket
+
+    def makefile(self, mode: str = "rb") -> io.BufferedReader:
+        self._readers += 1
+        return io.BufferedReader(_TlsReader(self))
+
+    def settimeout(self, seconds: float | None) -> None:
+        self._sock.settimeout(seconds)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._readers <= 0:
+            self._sock.close()
+
+    def _reader_closed(self) -> None:
+        self._readers -= 1
+        if self._closed and self._readers <= 0:
+            self._sock.close()
+
+
+class _TlsReader(io.RawIOBase):
+    """The raw stream under ``makefile("rb")`` of a :class:`_TlsSocket`."""
+
+    def __init__(self, tls: _TlsSocket) -> None:
+        super().__init__()
+        self._tls: _TlsSocket | None = tls
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return self._tls.recv_into(buffer) if self._tls is not None else 0
+
+    def close(self) -> None:
+        if self._tls is not None:
+            tls, self._tls = self._tls, None
+            tls._reader_closed()
+        super().close()
 
 
 class _Connection(http.client.HTTPConnection):

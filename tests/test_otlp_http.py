@@ -41,6 +41,7 @@ from otel_gevent_distro.export.otlp_http import (
     resolve_config,
     retry_after_seconds,
 )
+from otel_gevent_distro.exporters import DISTRO_OTLP_HTTP, check_exporters
 from tests.launch import run_app, write_app
 from tests.receiver import BlackHole, OtlpReceiver
 
@@ -595,7 +596,7 @@ with provider.get_tracer("t").start_as_current_span("native"):
     pass
 spans = list(memory.get_finished_spans())
 # Built in the main thread, as the SDK builds exporters; only exports run in the native thread.
-slow = OtlpHttpSpanExporter(endpoint=slow_url)
+slow = OtlpHttpSpanExporter(endpoint=slow_url, compression="gzip")
 refused = OtlpHttpSpanExporter(endpoint=refused_url)
 tls = OtlpHttpSpanExporter(
     endpoint=tls_url,
@@ -734,6 +735,35 @@ def test_instrumented_program_exports_through_the_chosen_exporter(
     else:
         assert "opentelemetry.exporter.otlp.proto.http" in result.stdout
         assert DISTRO_AGENT not in agents["spans"] and DISTRO_AGENT not in agents["logs"]
+
+
+def _checked(**env: str) -> tuple[dict[str, list[str]], dict[str, str]]:
+    environ = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_LOGS_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp", **env}
+    return check_exporters(environ), environ
+
+
+def test_exporter_check_picks_the_distros_exporter_for_otlp_http_spans_and_logs() -> None:
+    kept, environ = _checked()
+    assert kept == {"traces": [DISTRO_OTLP_HTTP], "metrics": ["otlp"], "logs": [DISTRO_OTLP_HTTP]}
+    assert environ["OTEL_TRACES_EXPORTER"] == environ["OTEL_LOGS_EXPORTER"] == DISTRO_OTLP_HTTP
+    kept, _ = _checked(OTEL_TRACES_EXPORTER="otlp_proto_http,console", OTEL_EXPORTER_OTLP_LOGS_PROTOCOL="grpc")
+    assert kept["traces"] == [DISTRO_OTLP_HTTP, "console"]
+    assert kept["logs"] == ["otlp"], "OTLP/gRPC keeps upstream's exporter"
+
+
+def test_exporter_check_keeps_upstreams_when_asked_or_needed(caplog: Any) -> None:
+    kept, environ = _checked(OTEL_PYTHON_GEVENT_OTLP_HTTP_EXPORTER="upstream")
+    assert kept == {"traces": ["otlp"], "metrics": ["otlp"], "logs": ["otlp"]}
+    assert environ["OTEL_TRACES_EXPORTER"] == "otlp"
+    kept, _ = _checked(OTEL_PYTHON_EXPORTER_OTLP_HTTP_LOGS_CREDENTIAL_PROVIDER="my_session")
+    assert kept["traces"] == [DISTRO_OTLP_HTTP] and kept["logs"] == ["otlp"]
+    caplog.set_level(logging.WARNING, "otel_gevent_distro")
+    kept, _ = _checked(OTEL_PYTHON_GEVENT_OTLP_HTTP_EXPORTER="mine")
+    assert kept["traces"] == [DISTRO_OTLP_HTTP]
+    assert distro_lines(caplog) == [
+        "otel-gevent-distro: OTEL_PYTHON_GEVENT_OTLP_HTTP_EXPORTER='mine' is not valid "
+        "(accepted: distro, upstream); using distro."
+    ]
 
 
 def test_module_imports_no_gevent() -> None:

@@ -26,9 +26,11 @@ collector never stalls the application's hub.
   errors are retried with exponential backoff and jitter, ``Retry-After``
   (seconds or an HTTP date) is honoured, nothing waits past the export timeout
   or the caller's deadline (:meth:`OtlpHttpSpanExporter.export_until`).
-* The exporter's requests are kept out of tracing twice over: the raw socket and
-  ``http.client`` are not instrumented by any OpenTelemetry instrumentation, and
-  each send runs inside ``suppress_instrumentation()`` for those that might be.
+* The exporter's own requests stay out of tracing because nothing here is
+  instrumented: no OpenTelemetry instrumentation wraps ``http.client`` or raw
+  sockets (the ``requests``/``urllib3`` ones that see upstream's exporter do not
+  apply). The pipeline's ``suppress_instrumentation()`` around each export
+  covers third-party patches on top; this module does not repeat it.
 """
 
 from __future__ import annotations
@@ -54,7 +56,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.version import __version__ as _sdk_version
 from opentelemetry.util.re import parse_env_headers
@@ -646,8 +647,7 @@ class _OtlpHttpExporter:
             body = gzip.compress(body, compresslevel=6, mtime=0)
         elif self.config.compression == "deflate":
             body = zlib.compress(body)
-        with suppress_instrumentation():
-            outcome = self._send(body, items, min(deadline, time.monotonic() + self.config.timeout_s))
+        outcome = self._send(body, items, min(deadline, time.monotonic() + self.config.timeout_s))
         return outcome if outcome.delivered else self._failed(outcome)
 
     def shutdown(self) -> None:

@@ -129,9 +129,8 @@ def test_connection_closed_by_the_collector_is_reopened_at_once(
     connection = spans_exporter._process.connection
     assert connection is not None and connection.sock is not None
     connection.sock.shutdown(socket.SHUT_RDWR)  # as a collector's idle timeout would
-    started = time.monotonic()
-    assert spans_exporter.export(make_spans(1, "again")) is SpanExportResult.SUCCESS
-    assert time.monotonic() - started < 0.9, "a stale connection must not cost a backoff"
+    outcome = spans_exporter.send_until(make_spans(1, "again"), time.monotonic() + 5)
+    assert outcome.delivered and outcome.attempts == 1, "a stale connection is replaced at once, without a backoff"
     assert len({record.peer for record in receiver.request_log()}) == 2
 
 
@@ -163,7 +162,7 @@ def test_503_with_retry_after_is_retried_after_the_hint(receiver: OtlpReceiver, 
     assert exporter.export(make_spans(2)) is SpanExportResult.SUCCESS
     elapsed = time.monotonic() - started
     assert [r.status for r in receiver.request_log()] == [503, 503, 200]
-    assert 0.35 <= elapsed < 0.9, f"Retry-After 0.2 s twice, not the 1 s backoff: {elapsed:.2f}s"
+    assert 0.35 <= elapsed < 1.4, f"Retry-After 0.2 s twice, not the 1 s (+-20 %) backoff twice: {elapsed:.2f}s"
     assert len(receiver.wait_for(2)) == 2
     assert distro_lines(caplog) == []
     exporter.shutdown()
@@ -199,7 +198,7 @@ def test_deadline_bounds_an_export_to_a_black_hole(blackhole: BlackHole) -> None
     started = time.monotonic()
     assert exporter.export_until(make_spans(1), started + 0.5) is SpanExportResult.FAILURE
     elapsed = time.monotonic() - started
-    assert 0.45 <= elapsed < 0.8, elapsed
+    assert 0.45 <= elapsed < 1.0, elapsed
     assert blackhole.accepted >= 1
     exporter.shutdown()
 
@@ -208,7 +207,7 @@ def test_export_timeout_bounds_an_export_to_a_black_hole(blackhole: BlackHole) -
     exporter = OtlpHttpSpanExporter(endpoint=blackhole.endpoint + "/v1/traces", timeout=0.4)
     started = time.monotonic()
     assert exporter.export_until(make_spans(1), started + 30) is SpanExportResult.FAILURE
-    assert time.monotonic() - started < 0.7
+    assert time.monotonic() - started < 1.0
     exporter.shutdown()
 
 
@@ -231,7 +230,7 @@ def test_refused_connection_is_retried_with_backoff_within_the_deadline() -> Non
     elapsed = time.monotonic() - started
     assert not outcome.delivered and outcome.attempts == 2, outcome  # 0 s, then ~1 s of backoff
     assert "ConnectionRefusedError" in outcome.error
-    assert 0.75 <= elapsed < 1.6
+    assert 0.75 <= elapsed < 2.0
     exporter.shutdown()
 
 
@@ -688,7 +687,7 @@ def test_native_thread_export_under_patch_all_never_touches_gevent(
     # About 2.3 s of exporting (a 1 s collector, then 1.3 s of refusals and backoff):
     # the hub kept ticking every 10 ms all along.
     assert report["ticks"] >= 100, report
-    assert report["max_gap_s"] < 0.2, report
+    assert report["max_gap_s"] < 0.5, report  # the collector takes 1 s: a blocked hub would show it
     assert len(receiver.wait_for(1)) == 1
     assert _TlsHandler.seen == [("/v1/traces", 1, "otlp-client")]
     assert "otel-gevent-distro: OTLP/HTTP export of 1 spans" in done.stderr

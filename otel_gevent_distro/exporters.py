@@ -11,7 +11,9 @@ Spans and log records sent over OTLP/HTTP (``otlp`` with ``http/protobuf``, or
 ``otlp_proto_http``) are given to the distro's own exporter
 (:mod:`otel_gevent_distro.export.otlp_http`, entry point
 :data:`DISTRO_OTLP_HTTP`) unless ``OTEL_PYTHON_GEVENT_OTLP_HTTP_EXPORTER=upstream``
-or an upstream credential provider (a ``requests`` session) is configured.
+or something only upstream's ``requests`` session can use is configured: a
+credential provider, or a proxy (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``
+not bypassed by ``NO_PROXY``) for the signal's endpoint.
 """
 
 from __future__ import annotations
@@ -63,6 +65,12 @@ def _credential_provider(signal: str, env: MutableMapping[str, str]) -> str | No
     return None
 
 
+def _proxy(signal: str, env: MutableMapping[str, str]) -> str | None:
+    from otel_gevent_distro.export.otlp_http import LOGS, TRACES, endpoint_url, proxy_variable
+
+    return proxy_variable(endpoint_url(TRACES if signal == "traces" else LOGS, env), env)
+
+
 def _distro_exporter_ready(signal: str) -> bool:
     from otel_gevent_distro.export.otlp_http import encoders_available
 
@@ -76,12 +84,12 @@ def _resolve(signal: str, name: str, env: MutableMapping[str, str], settings: Se
         return resolved
     if settings.otlp_http_exporter != "distro":
         return resolved
-    credential_provider = _credential_provider(signal, env)
-    if credential_provider is not None:
+    needs_upstream = _credential_provider(signal, env) or _proxy(signal, env)
+    if needs_upstream:
         logger.info(
             "%s%s is set: %s go through upstream's OTLP/HTTP exporter, which can use it.",
             PREFIX,
-            credential_provider,
+            needs_upstream,
             signal,
         )
         return resolved

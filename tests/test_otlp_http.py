@@ -38,6 +38,7 @@ from otel_gevent_distro.export.otlp_http import (
     OtlpHttpLogExporter,
     OtlpHttpSpanExporter,
     parse_partial_success,
+    proxy_variable,
     resolve_config,
     retry_after_seconds,
 )
@@ -538,6 +539,16 @@ def test_tls_with_certificate_and_client_certificate(
     assert len(set(_TlsHandler.ports)) == 1, "one keep-alive TLS connection"
 
 
+def test_tls_trusts_requests_ca_bundle_as_upstream_does(
+    tls_server: str, certificates: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificates / "ca.pem"))
+    exporter = OtlpHttpSpanExporter(endpoint=tls_server)
+    assert exporter.export(make_spans(1)) is SpanExportResult.SUCCESS
+    exporter.shutdown()
+    assert _TlsHandler.seen == [("/v1/traces", 1, "")]
+
+
 def test_tls_refuses_an_unknown_certificate_without_retrying(tls_server: str, caplog: Any) -> None:
     caplog.set_level(logging.WARNING, "otel_gevent_distro")
     exporter = OtlpHttpSpanExporter(endpoint=tls_server)  # the system's CAs do not know the test CA
@@ -763,6 +774,30 @@ def test_exporter_check_keeps_upstreams_when_asked_or_needed(caplog: Any) -> Non
         "otel-gevent-distro: OTEL_PYTHON_GEVENT_OTLP_HTTP_EXPORTER='mine' is not valid "
         "(accepted: distro, upstream); using distro."
     ]
+
+
+def test_proxy_variables_as_requests_reads_them() -> None:
+    url = "https://collector.example.com:4318/v1/traces"
+    assert proxy_variable(url, {}) is None
+    assert proxy_variable(url, {"HTTPS_PROXY": "http://proxy:3128"}) == "HTTPS_PROXY"
+    assert proxy_variable(url, {"https_proxy": "http://p", "HTTPS_PROXY": "http://q"}) == "https_proxy"
+    assert proxy_variable(url, {"HTTP_PROXY": "http://proxy:3128"}) is None, "an http proxy is not used for https"
+    assert proxy_variable(url, {"ALL_PROXY": "socks5://p"}) == "ALL_PROXY"
+    for no_proxy in ("*", "example.com", ".example.com", "collector.example.com:4318", "a, collector.example.com"):
+        assert proxy_variable(url, {"HTTPS_PROXY": "http://p", "NO_PROXY": no_proxy}) is None, no_proxy
+    assert proxy_variable(url, {"HTTPS_PROXY": "http://p", "NO_PROXY": "ample.com"}) == "HTTPS_PROXY"
+    local = "http://10.1.2.3:4318/v1/logs"
+    assert proxy_variable(local, {"http_proxy": "http://p", "no_proxy": "10.0.0.0/8"}) is None
+    assert proxy_variable(local, {"http_proxy": "http://p", "no_proxy": "192.168.0.0/16"}) == "http_proxy"
+
+
+def test_exporter_check_keeps_upstreams_behind_a_proxy() -> None:
+    kept, _ = _checked(OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4318", HTTP_PROXY="http://proxy:3128")
+    assert kept["traces"] == ["otlp"] and kept["logs"] == ["otlp"]
+    kept, _ = _checked(
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4318", HTTP_PROXY="http://proxy:3128", NO_PROXY="collector"
+    )
+    assert kept["traces"] == [DISTRO_OTLP_HTTP]
 
 
 def test_module_imports_no_gevent() -> None:

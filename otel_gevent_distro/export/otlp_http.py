@@ -21,7 +21,12 @@ collector never stalls the application's hub.
   the descriptor (nothing is sent, no ``shutdown()``) and opens its own.
 * Configuration follows upstream's ``opentelemetry-exporter-otlp-proto-http``:
   ``OTEL_EXPORTER_OTLP_{TRACES,LOGS}_*`` before ``OTEL_EXPORTER_OTLP_*``, the
-  signal path appended only to the generic endpoint, timeouts in seconds.
+  signal path appended only to the generic endpoint, timeouts in seconds. With
+  no certificate set, the system's CAs and ``certifi``'s (upstream's
+  ``requests`` trusts certifi's) are trusted, or ``REQUESTS_CA_BUNDLE`` /
+  ``CURL_CA_BUNDLE`` when set. Proxies and ``requests`` credential providers
+  are not supported: the exporter check keeps upstream's exporter for them
+  (:func:`proxy_variable`).
 * Retries follow the OTLP specification: 429, 502, 503, 504 and connection
   errors are retried with exponential backoff and jitter, ``Retry-After``
   (seconds or an HTTP date) is honoured, nothing waits past the export timeout
@@ -42,6 +47,7 @@ import gzip
 import http.client
 import importlib
 import io
+import ipaddress
 import math
 import os
 import random
@@ -173,6 +179,69 @@ def _compression_name(value: Any) -> str | None:
     return name or None
 
 
+def endpoint_url(signal: _Signal, environ: Mapping[str, str]) -> str:
+    """The signal's URL: the per-signal endpoint as it is, else the generic one plus the signal path."""
+    url = environ.get(f"OTEL_EXPORTER_OTLP_{signal.env}_ENDPOINT")
+    if url:
+        return url
+    base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or DEFAULT_ENDPOINT
+    return f"{base.removesuffix('/')}/{signal.path}"
+
+
+def _bypassed(host: str, port: int | None, no_proxy: str) -> bool:
+    """Whether ``NO_PROXY`` exempts ``host`` (names, suffixes, ``host:port``, IPv4 CIDRs, ``*``)."""
+    for entry in (item.strip() for item in no_proxy.split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        if "/" in entry:
+            with contextlib.suppress(ValueError):
+                if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
+                    return True
+            continue
+        name = entry.lstrip(".")
+        for candidate in (host, f"{host}:{port}" if port else host):
+            if candidate == name or candidate.endswith(f".{name}"):
+                return True
+    return False
+
+
+def proxy_variable(url: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The proxy variable upstream's ``requests`` session would use for ``url``, or None.
+
+    The distro's exporter connects directly; the exporter check keeps
+    upstream's exporter when a proxy applies.
+    """
+    env = os.environ if environ is None else environ
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return None
+    for name in (f"{parts.scheme.lower()}_proxy", "all_proxy"):
+        for variable in (name, name.upper()):
+            if env.get(variable, "").strip():
+                try:
+                    port = parts.port
+                except ValueError:
+                    port = None
+                no_proxy = env.get("no_proxy") or env.get("NO_PROXY") or ""
+                return None if _bypassed(parts.hostname, port, no_proxy) else variable
+    return None
+
+
+def _ca_bundle(environ: Mapping[str, str]) -> str | None:
+    """``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``: upstream's session trusts them when no certificate is set."""
+    return environ.get("REQUESTS_CA_BUNDLE") or environ.get("CURL_CA_BUNDLE") or None
+
+
+def _certifi_bundle() -> str | None:
+    try:
+        import certifi  # requests' own trust store, so what upstream trusts stays trusted
+    except ImportError:
+        return None
+    return str(certifi.where())
+
+
 def resolve_config(
     signal: _Signal,
     environ: Mapping[str, str] | None = None,
@@ -194,10 +263,7 @@ def resolve_config(
     """
     env = os.environ if environ is None else environ
     sig = f"OTEL_EXPORTER_OTLP_{signal.env}_"
-    url = endpoint or env.get(f"{sig}ENDPOINT") or None
-    if not url:
-        base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or DEFAULT_ENDPOINT
-        url = f"{base.removesuffix('/')}/{signal.path}"
+    url = endpoint or endpoint_url(signal, env)
 
     merged = {"content-type": "application/x-protobuf", "user-agent": USER_AGENT}
     merged.update(parse_env_headers(_first(env, f"{sig}HEADERS", "OTEL_EXPORTER_OTLP_HEADERS") or "", liberal=True))
@@ -601,7 +667,13 @@ class _OtlpHttpExporter:
             logger.warning("%sOTLP/HTTP: %s; %s will not be exported.", PREFIX, self._invalid, self._signal.noun)
         self._std = _Stdlib.find()
         self._tls: Any = None
-        self._tls_lock = self._std.allocate_lock()
+        self._tls_error = ""
+        if self._scheme == "https":
+            try:
+                self._tls = self._tls_context(os.environ)
+            except (OSError, ValueError) as error:
+                self._tls_error = f"TLS setup failed ({type(error).__name__}: {error})"
+                logger.warning("%sOTLP/HTTP: %s; %s will not be exported.", PREFIX, self._tls_error, self._signal.noun)
         self._process = _ProcessState(self._std.allocate_lock)
         self._wake = self._std.allocate_lock()
         self._wake.acquire()  # released once, by shutdown()
@@ -683,26 +755,27 @@ class _OtlpHttpExporter:
             _forget_inherited(inherited.connection)
         return state
 
-    def _tls_context(self) -> Any:
-        if self._scheme != "https":
-            return None
-        with self._tls_lock:
-            if self._tls is None:
-                context = self._std.ssl_context_class(ssl.PROTOCOL_TLS_CLIENT)
-                if self.config.certificate_file:
-                    context.load_verify_locations(cafile=self.config.certificate_file)
-                else:
-                    context.load_default_certs()
-                if self.config.client_certificate_file:
-                    context.load_cert_chain(self.config.client_certificate_file, self.config.client_key_file)
-                self._tls = context
-            return self._tls
+    def _tls_context(self, environ: Mapping[str, str]) -> Any:
+        """The original ``SSLContext``, built where the exporter is built (it may import certifi)."""
+        context = self._std.ssl_context_class(ssl.PROTOCOL_TLS_CLIENT)
+        authority = self.config.certificate_file or _ca_bundle(environ)
+        if authority and os.path.isdir(authority):
+            context.load_verify_locations(capath=authority)
+        elif authority:
+            context.load_verify_locations(cafile=authority)
+        else:
+            context.load_default_certs()
+            bundle = _certifi_bundle()
+            if bundle:
+                context.load_verify_locations(cafile=bundle)
+        if self.config.client_certificate_file:
+            context.load_cert_chain(self.config.client_certificate_file, self.config.client_key_file)
+        return context
 
     def _send(self, body: bytes, items: int, deadline: float) -> ExportOutcome:
-        try:
-            tls = self._tls_context()
-        except (OSError, ValueError) as error:
-            return ExportOutcome(False, items, error=f"TLS setup failed ({type(error).__name__}: {error})")
+        if self._tls_error:
+            return ExportOutcome(False, items, error=self._tls_error)
+        tls = self._tls
         state = self._state()
         own = state.busy.acquire(False)
         # Another thread is using the keep-alive connection: use a one-off one.

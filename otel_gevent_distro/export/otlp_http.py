@@ -1,9 +1,16 @@
 """A lean OTLP/HTTP (protobuf) exporter for spans and log records.
 
 Built to run on a native OS thread of a process where gevent's ``patch_all()``
-ran: it never calls gevent's patched ``socket``, ``ssl``, DNS, ``sleep`` or
-locks, so it never creates a gevent hub in the thread that exports, and a slow
-collector never stalls the application's hub.
+ran: its transport never calls gevent's patched ``socket``, ``ssl``, DNS,
+``sleep`` or locks, so it never creates a gevent hub in the thread that exports
+and a slow collector never stalls the application's hub. Two things outside the
+transport still meet gevent in that thread: its one rate-limited warning line
+goes through :mod:`logging`, whose locks and ``current_thread()`` are gevent's
+after patching; the SDK's spans guard their events and links with locks made
+after patching, which any encoder reading them takes. Name resolution
+(``getaddrinfo``) blocks that thread without a timeout, as it does for every
+client. Build the exporter before the thread runs (the SDK does): imports and
+lookups of the originals happen then, not while exporting.
 
 * The transport is :class:`http.client.HTTPConnection` whose ``connect()`` is
   replaced by :func:`_open_socket`: name resolution with ``_socket.getaddrinfo``
@@ -11,9 +18,8 @@ collector never stalls the application's hub.
   of its own (``socket.create_connection`` looks ``getaddrinfo`` up in the
   patched module), TLS with the original ``ssl.SSLContext`` through
   ``wrap_bio`` (:class:`_TlsSocket`: its ``wrap_socket`` breaks after
-  patching). Everything else
-  ``http.client`` does on the socket (``sendall``, ``makefile``, ``recv_into``,
-  ``close``) is a method of those original classes.
+  patching). Everything else ``http.client`` does on the socket (``sendall``,
+  ``makefile``, ``recv_into``, ``close``) is a method of those classes.
 * Backoff waits on an original ``_thread`` lock with a timeout; ``shutdown()``
   releases it to cut a wait short.
 * One keep-alive connection per exporter and per process: a connection opened
@@ -406,6 +412,8 @@ class _TlsSocket:
                 result = operation(*args)
             except ssl.SSLWantReadError:
                 self._flush()
+                if self._incoming.eof:
+                    raise ssl.SSLEOFError("the peer closed the connection") from None
                 data = self._sock.recv(65536)
                 if data:
                     self._incoming.write(data)

@@ -35,3 +35,9 @@ OTEL_PYTHON_GEVENT_EXIT_TIMEOUT = "OTEL_PYTHON_GEVENT_EXIT_TIMEOUT"
 (default ``5000``; from ``0`` to ``120000``). Whatever the collector does, the
 process ends this long after its exit began, and every item not delivered is
 counted in one line."""
+
+OTEL_PYTHON_GEVENT_OTLP_HTTP_EXPORTER = "OTEL_PYTHON_GEVENT_OTLP_HTTP_EXPORTER"
+"""``distro`` (default): spans and log records sent over OTLP/HTTP (``otlp`` with
+``http/protobuf``, or ``otlp_proto_http``) go through the distro's lean exporter,
+which never touches gevent's patched sockets; ``upstream``: through
+``opentelemetry-exporter-otlp-proto-http``'s exporter instead."""

@@ -6,6 +6,14 @@ auto-instrumentation then prints a traceback and builds nothing. Here each
 resolves it (``otlp`` by protocol) and looked up among the installed entry
 points; an entry that cannot load gives one warning naming the variable and
 the fix, and is dropped so the other signals still export.
+
+Spans and log records sent over OTLP/HTTP (``otlp`` with ``http/protobuf``, or
+``otlp_proto_http``) are given to the distro's own exporter
+(:mod:`otel_gevent_distro.export.otlp_http`, entry point
+:data:`DISTRO_OTLP_HTTP`) unless ``OTEL_PYTHON_GEVENT_OTLP_HTTP_EXPORTER=upstream``
+or something only upstream's ``requests`` session can use is configured: a
+credential provider, or a proxy (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``
+not bypassed by ``NO_PROXY``) for the signal's endpoint.
 """
 
 from __future__ import annotations
@@ -15,10 +23,15 @@ from collections.abc import MutableMapping
 from importlib.metadata import entry_points
 
 from otel_gevent_distro._log import PREFIX, logger
+from otel_gevent_distro.settings import Settings, get_settings, load_settings
 
 SIGNALS = ("traces", "metrics", "logs")
 PROTOCOLS = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
 _OTLP_NAMES = ("otlp", "otlp_proto_grpc", "otlp_proto_http")
+#: The entry point of the distro's OTLP/HTTP exporter, for these signals.
+DISTRO_OTLP_HTTP = "gevent_otlp_proto_http"
+DISTRO_OTLP_HTTP_SIGNALS = ("traces", "logs")
+_CREDENTIAL_PROVIDER = "OTEL_PYTHON_EXPORTER_OTLP_HTTP_{}CREDENTIAL_PROVIDER"
 
 
 def _protocol(signal: str, env: MutableMapping[str, str]) -> str:
@@ -45,9 +58,52 @@ def _describe(signal: str, name: str, resolved: str) -> str:
     return f"no package provides the {signal} exporter {name!r}"
 
 
+def _credential_provider(signal: str, env: MutableMapping[str, str]) -> str | None:
+    for variable in (_CREDENTIAL_PROVIDER.format(""), _CREDENTIAL_PROVIDER.format(f"{signal.upper()}_")):
+        if env.get(variable, "").strip():
+            return variable
+    return None
+
+
+def _proxy(signal: str, env: MutableMapping[str, str]) -> str | None:
+    from otel_gevent_distro.export.otlp_http import LOGS, TRACES, endpoint_url, proxy_variable
+
+    return proxy_variable(endpoint_url(TRACES if signal == "traces" else LOGS, env), env)
+
+
+def _distro_exporter_ready(signal: str) -> bool:
+    from otel_gevent_distro.export.otlp_http import encoders_available
+
+    return _installed(signal, DISTRO_OTLP_HTTP) and encoders_available()
+
+
+def _resolve(signal: str, name: str, env: MutableMapping[str, str], settings: Settings) -> str:
+    """The entry point name that will serve ``name`` for ``signal``."""
+    resolved = PROTOCOLS[_protocol(signal, env)] if name == "otlp" else name
+    if resolved != "otlp_proto_http" or signal not in DISTRO_OTLP_HTTP_SIGNALS:
+        return resolved
+    if settings.otlp_http_exporter != "distro":
+        return resolved
+    needs_upstream = _credential_provider(signal, env) or _proxy(signal, env)
+    if needs_upstream:
+        logger.info(
+            "%s%s is set: %s go through upstream's OTLP/HTTP exporter, which can use it.",
+            PREFIX,
+            needs_upstream,
+            signal,
+        )
+        return resolved
+    return DISTRO_OTLP_HTTP if _distro_exporter_ready(signal) else resolved
+
+
 def check_exporters(env: MutableMapping[str, str] | None = None) -> dict[str, list[str]]:
-    """Drop every requested exporter that cannot load; return signal -> kept names."""
+    """Drop every requested exporter that cannot load; return signal -> kept names.
+
+    OTLP/HTTP spans and log records are rewritten to :data:`DISTRO_OTLP_HTTP`
+    when the distro's exporter serves them.
+    """
     environ = os.environ if env is None else env
+    settings = get_settings() if env is None else load_settings(env)
     kept: dict[str, list[str]] = {}
     for signal in SIGNALS:
         variable = f"OTEL_{signal.upper()}_EXPORTER"
@@ -57,9 +113,9 @@ def check_exporters(env: MutableMapping[str, str] | None = None) -> dict[str, li
             continue
         good = []
         for name in names:
-            resolved = PROTOCOLS[_protocol(signal, environ)] if name == "otlp" else name
+            resolved = _resolve(signal, name, environ, settings)
             if _installed(signal, resolved):
-                good.append(name)
+                good.append(resolved if resolved == DISTRO_OTLP_HTTP else name)
             else:
                 logger.warning(
                     "%s%s=%s: %s; %s are not exported by it.",

@@ -18,6 +18,7 @@ from otel_gevent_distro.environment_variables import (
     OTEL_PYTHON_GEVENT_EXIT_TIMEOUT,
     OTEL_PYTHON_GEVENT_HEALTH,
     OTEL_PYTHON_GEVENT_HEALTH_INTERVAL,
+    OTEL_PYTHON_GEVENT_OTLP_HTTP_EXPORTER,
     OTEL_PYTHON_GEVENT_PATCH,
     OTEL_PYTHON_GEVENT_PATCH_EXCLUDE,
     OTEL_PYTHON_GEVENT_PRELOAD,
@@ -25,6 +26,8 @@ from otel_gevent_distro.environment_variables import (
 )
 
 PATCH_MODES = ("all", "none")
+#: Whose exporter sends spans and log records over OTLP/HTTP.
+OTLP_HTTP_EXPORTERS = ("distro", "upstream")
 
 #: The boolean keyword arguments of ``gevent.monkey.patch_all`` that name a module.
 PATCHABLE_MODULES = (
@@ -61,6 +64,7 @@ class Settings:
     health: bool = True
     health_interval: float = 1.0
     exit_timeout_millis: float = 5000.0
+    otlp_http_exporter: str = "distro"
     #: Where each option came from: ``"environment"`` or ``"default"``.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -191,6 +195,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         OTEL_PYTHON_GEVENT_HEALTH,
         OTEL_PYTHON_GEVENT_HEALTH_INTERVAL,
         OTEL_PYTHON_GEVENT_EXIT_TIMEOUT,
+        OTEL_PYTHON_GEVENT_OTLP_HTTP_EXPORTER,
     )
     sources = {name: ("environment" if env.get(name, "").strip() else "default") for name in variables}
     return Settings(
@@ -213,6 +218,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         exit_timeout_millis=parse_millis(
             OTEL_PYTHON_GEVENT_EXIT_TIMEOUT, env.get(OTEL_PYTHON_GEVENT_EXIT_TIMEOUT), 5000.0, 120_000.0
+        ),
+        otlp_http_exporter=parse_choice(
+            OTEL_PYTHON_GEVENT_OTLP_HTTP_EXPORTER,
+            env.get(OTEL_PYTHON_GEVENT_OTLP_HTTP_EXPORTER),
+            OTLP_HTTP_EXPORTERS,
+            "distro",
         ),
         sources=sources,
     )

@@ -153,6 +153,7 @@ class RequestRecord:
     encoding: str = ""  #: HTTP ``Content-Encoding``; gRPC does not expose its compression
     content_type: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)  #: HTTP headers / gRPC metadata, lower-case keys
+    peer: str = ""  #: HTTP: the client's ``host:port``, one per connection (keep-alive reuse shows as a repeat)
 
 
 @dataclass(frozen=True)
@@ -640,6 +641,7 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
             encoding=encoding,
             content_type=media_type,
             headers={key.lower(): value for key, value in self.headers.items()},
+            peer=f"{self.client_address[0]}:{self.client_address[1]}",
         )
         state.record(request, record, verdict)
         if verdict.ok:

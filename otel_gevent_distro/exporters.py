@@ -7,7 +7,7 @@ resolves it (``otlp`` by protocol) and looked up among the installed entry
 points; an entry that cannot load gives one warning naming the variable and
 the fix, and is dropped so the other signals still export.
 
-Spans and log records sent over OTLP/HTTP (``otlp`` with ``http/protobuf``, or
+Spans, metrics and log records sent over OTLP/HTTP (``otlp`` with ``http/protobuf``, or
 ``otlp_proto_http``) are given to the distro's own exporter
 (:mod:`otel_gevent_distro.export.otlp_http`, entry point
 :data:`DISTRO_OTLP_HTTP`) unless ``OTEL_PYTHON_GEVENT_OTLP_HTTP_EXPORTER=upstream``
@@ -18,6 +18,7 @@ not bypassed by ``NO_PROXY``) for the signal's endpoint.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import MutableMapping
 from importlib.metadata import entry_points
@@ -30,7 +31,7 @@ PROTOCOLS = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
 _OTLP_NAMES = ("otlp", "otlp_proto_grpc", "otlp_proto_http")
 #: The entry point of the distro's OTLP/HTTP exporter, for these signals.
 DISTRO_OTLP_HTTP = "gevent_otlp_proto_http"
-DISTRO_OTLP_HTTP_SIGNALS = ("traces", "logs")
+DISTRO_OTLP_HTTP_SIGNALS = ("traces", "metrics", "logs")
 _CREDENTIAL_PROVIDER = "OTEL_PYTHON_EXPORTER_OTLP_HTTP_{}CREDENTIAL_PROVIDER"
 
 
@@ -66,15 +67,20 @@ def _credential_provider(signal: str, env: MutableMapping[str, str]) -> str | No
 
 
 def _proxy(signal: str, env: MutableMapping[str, str]) -> str | None:
-    from otel_gevent_distro.export.otlp_http import LOGS, TRACES, endpoint_url, proxy_variable
+    from otel_gevent_distro.export.otlp_http import LOGS, METRICS, TRACES, endpoint_url, proxy_variable
 
-    return proxy_variable(endpoint_url(TRACES if signal == "traces" else LOGS, env), env)
+    kind = {"traces": TRACES, "metrics": METRICS, "logs": LOGS}[signal]
+    return proxy_variable(endpoint_url(kind, env), env)
 
 
 def _distro_exporter_ready(signal: str) -> bool:
+    if not _installed(signal, DISTRO_OTLP_HTTP):
+        return False
+    if signal == "metrics":
+        return importlib.util.find_spec("opentelemetry.exporter.otlp.proto.common") is not None
     from otel_gevent_distro.export.otlp_http import encoders_available
 
-    return _installed(signal, DISTRO_OTLP_HTTP) and encoders_available()
+    return encoders_available()
 
 
 def _resolve(signal: str, name: str, env: MutableMapping[str, str], settings: Settings) -> str:

@@ -44,13 +44,13 @@ FORK_MID_EXPORT = """
 
     tracer = trace.get_tracer("fork")
     for i in range(4):
-        with tracer.start_as_current_span(f"parent-{i}"):
+        with tracer.start_as_current_span(f"parent-{i}", attributes={"pid": os.getpid()}):
             pass
     time.sleep(0.45)  # the export went out after 200 ms and waits for the 0.5 s answer
     pid = os.fork()
     if pid == 0:
         for i in range(4):
-            with tracer.start_as_current_span(f"child-{i}"):
+            with tracer.start_as_current_span(f"child-{i}", attributes={"pid": os.getpid()}):
                 pass
         trace.get_tracer_provider().force_flush()
         os._exit(0)
@@ -74,7 +74,7 @@ def test_a_fork_while_an_export_waits_for_its_answer_delivers_every_span_once(
     spans = receiver.spans()
     names = Counter(span.name for span in spans)
     assert names == Counter([f"parent-{i}" for i in range(4)] + [f"child-{i}" for i in range(4)]), names
-    by_pid = {span.name: span.resource.get("process.pid") for span in spans}
+    by_pid = {span.name: span.attributes["pid"] for span in spans}
     assert {by_pid[f"parent-{i}"] for i in range(4)} == {seen["parent"]}
     assert {by_pid[f"child-{i}"] for i in range(4)} == {seen["child"]}
 
@@ -87,7 +87,7 @@ METRICS_CHILD = """
     pid = os.fork()
     if pid == 0:
         for _ in range(100):  # 2 s of a counter every 20 ms, then killed: no flush, no atexit
-            counter.add(1)
+            counter.add(1, {"pid": os.getpid()})
             time.sleep(0.02)
         os.kill(os.getpid(), signal.SIGKILL)
     os.waitpid(pid, 0)
@@ -109,7 +109,11 @@ def test_a_child_that_only_records_metrics_exports_on_its_own_schedule(
     result = run_app(write_app(tmp_path, METRICS_CHILD), via, env=env)
     result.assert_clean()
     child = _last_json(result)["child"]
-    from_child = [m for m in receiver.metrics() if m.name == "child.ticks" and m.resource.get("process.pid") == child]
+    from_child = [
+        m
+        for m in receiver.metrics()
+        if m.name == "child.ticks" and any(point["attributes"].get("pid") == child for point in m.data_points)
+    ]
     # About ten intervals in 2 s; a child that waits for a span to start its thread sends none.
     assert len(from_child) >= 4, f"{len(from_child)} exports from the child"
 

@@ -717,6 +717,8 @@ for index in range(5):
     with tracer.start_as_current_span(f"e2e-{index}"):
         pass
 logging.getLogger("e2e").warning("a log line")
+from opentelemetry import metrics
+metrics.get_meter("e2e").create_counter("e2e.count").add(3)
 processor = trace.get_tracer_provider()._active_span_processor._span_processors[0]
 exporter = getattr(processor, "span_exporter", None) or getattr(processor, "_exporter", None)
 print(type(exporter).__module__)
@@ -730,7 +732,8 @@ def test_instrumented_program_exports_through_the_chosen_exporter(
     app = write_app(tmp_path, _APP)
     env = {
         **receiver.env("http/protobuf"),
-        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_METRICS_EXPORTER": "otlp",
+        "OTEL_PYTHON_GEVENT_HEALTH": "false",
         "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "true",
         "OTEL_PYTHON_GEVENT_OTLP_HTTP_EXPORTER": choice,
     }
@@ -738,13 +741,15 @@ def test_instrumented_program_exports_through_the_chosen_exporter(
     result.assert_clean()
     assert len(receiver.wait_for(5)) == 5
     assert receiver.wait_for(lambda r: r.body == "a log line", signal="logs")
+    assert receiver.wait_for(lambda m: m.name == "e2e.count", signal="metrics")
     agents = {record.signal: record.headers.get("user-agent", "") for record in receiver.request_log()}
+    signals = ("spans", "logs", "metrics")
     if choice == "distro":
         assert "otel_gevent_distro.export.otlp_http" in result.stdout
-        assert DISTRO_AGENT in agents["spans"] and DISTRO_AGENT in agents["logs"]
+        assert all(DISTRO_AGENT in agents[signal] for signal in signals), agents
     else:
         assert "opentelemetry.exporter.otlp.proto.http" in result.stdout
-        assert DISTRO_AGENT not in agents["spans"] and DISTRO_AGENT not in agents["logs"]
+        assert not any(DISTRO_AGENT in agents[signal] for signal in signals), agents
 
 
 def _checked(**env: str) -> tuple[dict[str, list[str]], dict[str, str]]:
@@ -752,10 +757,11 @@ def _checked(**env: str) -> tuple[dict[str, list[str]], dict[str, str]]:
     return check_exporters(environ), environ
 
 
-def test_exporter_check_picks_the_distros_exporter_for_otlp_http_spans_and_logs() -> None:
+def test_exporter_check_picks_the_distros_exporter_for_otlp_http_signals() -> None:
     kept, environ = _checked()
-    assert kept == {"traces": [DISTRO_OTLP_HTTP], "metrics": ["otlp"], "logs": [DISTRO_OTLP_HTTP]}
+    assert kept == {"traces": [DISTRO_OTLP_HTTP], "metrics": [DISTRO_OTLP_HTTP], "logs": [DISTRO_OTLP_HTTP]}
     assert environ["OTEL_TRACES_EXPORTER"] == environ["OTEL_LOGS_EXPORTER"] == DISTRO_OTLP_HTTP
+    assert environ["OTEL_METRICS_EXPORTER"] == DISTRO_OTLP_HTTP
     kept, _ = _checked(OTEL_TRACES_EXPORTER="otlp_proto_http,console", OTEL_EXPORTER_OTLP_LOGS_PROTOCOL="grpc")
     assert kept["traces"] == [DISTRO_OTLP_HTTP, "console"]
     assert kept["logs"] == ["otlp"], "OTLP/gRPC keeps upstream's exporter"
@@ -766,7 +772,7 @@ def test_exporter_check_keeps_upstreams_when_asked_or_needed(caplog: Any) -> Non
     assert kept == {"traces": ["otlp"], "metrics": ["otlp"], "logs": ["otlp"]}
     assert environ["OTEL_TRACES_EXPORTER"] == "otlp"
     kept, _ = _checked(OTEL_PYTHON_EXPORTER_OTLP_HTTP_LOGS_CREDENTIAL_PROVIDER="my_session")
-    assert kept["traces"] == [DISTRO_OTLP_HTTP] and kept["logs"] == ["otlp"]
+    assert kept["traces"] == kept["metrics"] == [DISTRO_OTLP_HTTP] and kept["logs"] == ["otlp"]
     caplog.set_level(logging.WARNING, "otel_gevent_distro")
     kept, _ = _checked(OTEL_PYTHON_GEVENT_OTLP_HTTP_EXPORTER="mine")
     assert kept["traces"] == [DISTRO_OTLP_HTTP]
@@ -793,7 +799,7 @@ def test_proxy_variables_as_requests_reads_them() -> None:
 
 def test_exporter_check_keeps_upstreams_behind_a_proxy() -> None:
     kept, _ = _checked(OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4318", HTTP_PROXY="http://proxy:3128")
-    assert kept["traces"] == ["otlp"] and kept["logs"] == ["otlp"]
+    assert kept["traces"] == kept["metrics"] == kept["logs"] == ["otlp"]
     kept, _ = _checked(
         OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4318", HTTP_PROXY="http://proxy:3128", NO_PROXY="collector"
     )

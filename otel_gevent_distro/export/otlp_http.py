@@ -154,6 +154,7 @@ class _Signal:
 
 TRACES = _Signal("TRACES", "v1/traces", "spans", "rejected_spans")
 LOGS = _Signal("LOGS", "v1/logs", "log records", "rejected_log_records")
+METRICS = _Signal("METRICS", "v1/metrics", "metric data points", "rejected_data_points")
 
 
 @dataclass(frozen=True)
@@ -660,7 +661,7 @@ class _OtlpHttpExporter:
         if ignored:
             logger.warning("%sthe distro's OTLP/HTTP exporter ignores %s.", PREFIX, ", ".join(ignored))
         encode_spans, encode_logs = _encoders()
-        self._encode = encode_spans if self._signal is TRACES else encode_logs
+        self._encode = encode_spans if self._signal is TRACES else encode_logs  # metrics encode on their own
         self._invalid = ""
         parts = urlsplit(self.config.url)
         self._scheme = parts.scheme.lower()
@@ -719,6 +720,10 @@ class _OtlpHttpExporter:
             body = self._encode(batch)
         except Exception as error:  # noqa: BLE001 - one bad item must not stop the pipeline
             return self._failed(ExportOutcome(False, items, error=f"encoding failed ({type(error).__name__}: {error})"))
+        return self._send_body(body, items, deadline)
+
+    def _send_body(self, body: bytes, items: int, deadline: float) -> ExportOutcome:
+        """Compress and send an encoded request; the detailed :class:`ExportOutcome`."""
         if len(body) > MAX_REQUEST_BYTES:
             return self._failed(
                 ExportOutcome(False, items, error=f"the request is {len(body)} bytes, over {MAX_REQUEST_BYTES}")

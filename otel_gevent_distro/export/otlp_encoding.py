@@ -282,18 +282,47 @@ def _items(attributes: Any) -> Iterable[tuple[Any, Any]]:
         return attributes.items()  # type: ignore[no-any-return]
 
 
+#: (key, value) -> the encoded ``KeyValue`` body with its length in front, for str and int
+#: values (exact types, so equal keys mean equal bytes) of up to 64 characters: most attributes
+#: repeat from span to span (method, route, host, status code).
+_PAIRS: dict[tuple[str, Any], bytes] = {}
+_PAIRS_LIMIT = 2048
+_PAIR_VALUE_LIMIT = 64
+
+
+def _pair(key: str, value: Any) -> bytes:
+    """The ``KeyValue`` body of an attribute, with its length in front."""
+    body = _key_field(key) + _length_delimited(_KEY_VALUE_VALUE, _any_value(value))
+    return _varint(len(body)) + body
+
+
 def _attributes(tag: bytes, attributes: Any) -> bytes:
-    """Every attribute as a ``KeyValue`` field with ``tag``; one that cannot be encoded is left out."""
+    """Every attribute as a ``KeyValue`` field with ``tag``; one that cannot be encoded is left out.
+
+    Runs for every attribute of every span, event, link and record, hence the
+    cache of the common pairs.
+    """
     if not attributes:
         return b""
+    pairs = _PAIRS
     fields = []
     for key, value in _items(attributes):
+        kind = type(value)
         try:
-            body = _key_value(key, value)
-        except Exception as exc:  # noqa: BLE001 - as upstream: drop this attribute, keep the others
+            if kind is str or kind is int:
+                encoded = pairs.get((key, value))
+                if encoded is None:
+                    encoded = _pair(key, value)
+                    if kind is int or len(value) <= _PAIR_VALUE_LIMIT:
+                        if len(pairs) >= _PAIRS_LIMIT:
+                            pairs.clear()
+                        pairs[key, value] = encoded
+            else:
+                encoded = _pair(key, value)
+        except Exception as exc:  # noqa: BLE001 - as upstream: leave this attribute out, keep the others
             _warn_dropped(key, exc)
             continue
-        fields.append(tag + _varint(len(body)) + body)
+        fields.append(tag + encoded)
     return b"".join(fields)
 
 

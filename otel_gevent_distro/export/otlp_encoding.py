@@ -50,7 +50,8 @@ import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.trace import SpanKind
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.trace import SpanKind, StatusCode
 
 from otel_gevent_distro._log import PREFIX, logger
 
@@ -174,8 +175,9 @@ _SPAN_FLAGS_REMOTE = _SPAN_FLAGS + _pack_fixed32(_HAS_IS_REMOTE | _IS_REMOTE)
 _LINK_FLAGS_LOCAL = _LINK_FLAGS + _pack_fixed32(_HAS_IS_REMOTE)
 _LINK_FLAGS_REMOTE = _LINK_FLAGS + _pack_fixed32(_HAS_IS_REMOTE | _IS_REMOTE)
 
-#: The SDK's SpanKind -> the whole ``kind`` field (the proto's values are the SDK's plus one).
-_KIND_FIELD = {kind: _SPAN_KIND + _varint(kind.value + 1) for kind in SpanKind}
+#: id(SpanKind member) -> the whole ``kind`` field (the proto's values are the SDK's plus one).
+#: By identity, because hashing an enum member is a Python-level call; the members never go away.
+_KIND_FIELD = {id(kind): _SPAN_KIND + _varint(kind.value + 1) for kind in SpanKind}
 
 
 def _length_delimited(tag: bytes, body: bytes) -> bytes:
@@ -269,23 +271,11 @@ def _key_value(key: str, value: Any) -> bytes:
     return _key_field(key) + _KEY_VALUE_VALUE + _varint(len(body)) + body
 
 
-def _items(attributes: Any) -> Iterable[tuple[Any, Any]]:
-    """The pairs of an attribute mapping, in order.
-
-    ``copy()`` first: on the SDK's ``BoundedAttributes`` (behind the span's
-    read-only proxy too) it is a plain dict copy, which avoids a lock and a
-    Python-level ``__getitem__`` per key.
-    """
-    try:
-        return attributes.copy().items()  # type: ignore[no-any-return]
-    except AttributeError:
-        return attributes.items()  # type: ignore[no-any-return]
-
-
-#: (key, value) -> the encoded ``KeyValue`` body with its length in front, for str and int
-#: values (exact types, so equal keys mean equal bytes) of up to 64 characters: most attributes
-#: repeat from span to span (method, route, host, status code).
-_PAIRS: dict[tuple[str, Any], bytes] = {}
+#: Exact type -> (key, value) -> the encoded ``KeyValue`` body with its length in front: most
+#: attributes repeat from span to span (method, route, host, status code, flags). One cache per
+#: type, so that equal values of different types (1, True) never share an entry; only types whose
+#: equal values encode alike (not float: 0.0 == -0.0), and strings of up to 64 characters.
+_PAIRS: dict[type, dict[tuple[str, Any], bytes]] = {str: {}, int: {}, bool: {}}
 _PAIRS_LIMIT = 2048
 _PAIR_VALUE_LIMIT = 64
 
@@ -304,21 +294,23 @@ def _attributes(tag: bytes, attributes: Any) -> bytes:
     """
     if not attributes:
         return b""
-    pairs = _PAIRS
+    try:  # on the SDK's BoundedAttributes (behind a span's read-only proxy too) a plain dict copy,
+        items = attributes.copy().items()  # which spares a lock and a Python-level __getitem__ per key
+    except AttributeError:
+        items = attributes.items()
+    caches = _PAIRS
     fields = []
-    for key, value in _items(attributes):
+    for key, value in items:
         kind = type(value)
         try:
-            if kind is str or kind is int:
-                encoded = pairs.get((key, value))
-                if encoded is None:
-                    encoded = _pair(key, value)
-                    if kind is int or len(value) <= _PAIR_VALUE_LIMIT:
-                        if len(pairs) >= _PAIRS_LIMIT:
-                            pairs.clear()
-                        pairs[key, value] = encoded
-            else:
+            pairs = caches.get(kind)
+            encoded = None if pairs is None else pairs.get((key, value))
+            if encoded is None:
                 encoded = _pair(key, value)
+                if pairs is not None and (kind is not str or len(value) <= _PAIR_VALUE_LIMIT):
+                    if len(pairs) >= _PAIRS_LIMIT:
+                        pairs.clear()
+                    pairs[key, value] = encoded
         except Exception as exc:  # noqa: BLE001 - as upstream: leave this attribute out, keep the others
             _warn_dropped(key, exc)
             continue
@@ -416,7 +408,8 @@ def _request(groups: dict[Any, dict[Any, list[Any]]], encode: Callable[[Any], by
             scope_head, scope_tail = _scope_fields(scope)
             bodies = [scope_head]
             for body in map(encode, members):
-                bodies += (_SCOPE_GROUP_ITEM, _varint(len(body)), body)
+                size = len(body)
+                bodies += (_SCOPE_GROUP_ITEM, _SMALL[size] if size < 0x80 else _varint(size), body)
             bodies.append(scope_tail)
             scope_group = b"".join(bodies)
             parts += (_RESOURCE_GROUP_SCOPE_GROUP, _varint(len(scope_group)), scope_group)
@@ -430,36 +423,39 @@ def _request(groups: dict[Any, dict[Any, list[Any]]], encode: Callable[[Any], by
 # Spans
 # --------------------------------------------------------------------------
 
-_STATUS_FIELDS: dict[int, bytes] = {}
-
-
-def _status(status: Any) -> bytes:
-    """The whole ``status`` field (present even when empty, as upstream sets it)."""
-    code = status.status_code.value
-    description = status.description
-    if not description:
-        field = _STATUS_FIELDS.get(code)
-        if field is None:
-            field = _STATUS_FIELDS[code] = _length_delimited(_SPAN_STATUS, _code_field(code))
-        return field
-    return _length_delimited(_SPAN_STATUS, _string_field(_STATUS_MESSAGE, description) + _code_field(code))
-
 
 def _code_field(code: int) -> bytes:
     return _STATUS_CODE + _varint(code) if code else b""
 
 
-def _event(event: Any) -> bytes:
-    parts: list[bytes] = []
+#: id(StatusCode member) -> the whole ``status`` field without a description (by identity, as kinds).
+_BARE_STATUS_FIELDS = {id(code): _length_delimited(_SPAN_STATUS, _code_field(code.value)) for code in StatusCode}
+
+
+def _status(status: Any) -> bytes:
+    """The whole ``status`` field (present even when empty, as upstream sets it)."""
+    description = status.description
+    if not description:
+        field = _BARE_STATUS_FIELDS.get(id(status.status_code))
+        if field is not None:
+            return field
+    body = _string_field(_STATUS_MESSAGE, description) + _code_field(status.status_code.value)
+    return _length_delimited(_SPAN_STATUS, body)
+
+
+def _event_field(event: Any) -> bytes:
+    """One whole ``Span.events`` field."""
     timestamp = event.timestamp
-    if timestamp:
-        parts += (_EVENT_TIME, _pack_fixed64(timestamp))
-    parts.append(_string_field(_EVENT_NAME, event.name))
-    parts.append(_attributes(_EVENT_ATTRIBUTE, event.attributes))
+    body = (
+        (_EVENT_TIME + _pack_fixed64(timestamp) if timestamp else b"")
+        + _string_field(_EVENT_NAME, event.name)
+        + _attributes(_EVENT_ATTRIBUTE, event.attributes)
+    )
     dropped = event.dropped_attributes
     if dropped:
-        parts += (_EVENT_DROPPED_ATTRIBUTES, _varint(dropped))
-    return b"".join(parts)
+        body += _EVENT_DROPPED_ATTRIBUTES + _varint(dropped)
+    size = len(body)
+    return _SPAN_EVENT + (_SMALL[size] if size < 0x80 else _varint(size)) + body
 
 
 def _link(link: Any) -> bytes:
@@ -495,7 +491,7 @@ def _span(span: Any) -> bytes:
     if name:
         data = name.encode()
         parts += (_SPAN_NAME, _varint(len(data)), data)
-    parts.append(_KIND_FIELD[span.kind])
+    parts.append(_KIND_FIELD[id(span.kind)])
     start = span.start_time
     if start:
         parts += (_SPAN_START, _pack_fixed64(start))
@@ -506,9 +502,7 @@ def _span(span: Any) -> bytes:
     dropped = span.dropped_attributes
     if dropped:
         parts += (_SPAN_DROPPED_ATTRIBUTES, _varint(dropped))
-    for event in span.events:
-        body = _event(event)
-        parts += (_SPAN_EVENT, _varint(len(body)), body)
+    parts += map(_event_field, span.events)
     dropped = span.dropped_events
     if dropped:
         parts += (_SPAN_DROPPED_EVENTS, _varint(dropped))
@@ -540,6 +534,10 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
 # --------------------------------------------------------------------------
 
 _MISSING = object()
+#: id(SeverityNumber member) -> the whole ``severity_number`` field (by identity, as span kinds).
+_SEVERITY_FIELDS = {
+    id(number): _LOG_SEVERITY_NUMBER + _varint(number.value) if number.value else b"" for number in SeverityNumber
+}
 
 
 def _log_record(item: Any) -> bytes:
@@ -549,9 +547,14 @@ def _log_record(item: Any) -> bytes:
     timestamp = record.timestamp
     if timestamp:
         parts += (_LOG_TIME, _pack_fixed64(timestamp))
-    severity = getattr(record.severity_number, "value", None)
-    if severity:
-        parts += (_LOG_SEVERITY_NUMBER, _int64(severity))
+    severity = record.severity_number
+    field = _SEVERITY_FIELDS.get(id(severity))
+    if field is not None:
+        parts.append(field)
+    else:  # None, or not a SeverityNumber: as upstream, its ``value`` if it has one
+        number = getattr(severity, "value", None)
+        if number:
+            parts += (_LOG_SEVERITY_NUMBER, _int64(number))
     parts.append(_string_field(_LOG_SEVERITY_TEXT, record.severity_text))
     body = _any_value(record.body)
     parts += (_LOG_BODY, _varint(len(body)), body)

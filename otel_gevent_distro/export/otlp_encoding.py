@@ -282,7 +282,8 @@ _PAIR_VALUE_LIMIT = 64
 
 def _pair(key: str, value: Any) -> bytes:
     """The ``KeyValue`` body of an attribute, with its length in front."""
-    body = _key_field(key) + _length_delimited(_KEY_VALUE_VALUE, _any_value(value))
+    value_body = _any_value(value)
+    body = _key_field(key) + _KEY_VALUE_VALUE + _varint(len(value_body)) + value_body
     return _varint(len(body)) + body
 
 
@@ -292,15 +293,18 @@ def _attributes(tag: bytes, attributes: Any) -> bytes:
     Runs for every attribute of every span, event, link and record, hence the
     cache of the common pairs.
     """
+    if attributes is None:
+        return b""
+    # On the SDK's BoundedAttributes (behind a span's read-only proxy too) copy() is a plain dict
+    # copy, which spares a Python-level __len__, a lock and a Python-level __getitem__ per key.
+    copy = getattr(attributes, "copy", None)
+    if copy is not None:
+        attributes = copy()
     if not attributes:
         return b""
-    try:  # on the SDK's BoundedAttributes (behind a span's read-only proxy too) a plain dict copy,
-        items = attributes.copy().items()  # which spares a lock and a Python-level __getitem__ per key
-    except AttributeError:
-        items = attributes.items()
     caches = _PAIRS
     fields = []
-    for key, value in items:
+    for key, value in attributes.items():
         kind = type(value)
         try:
             pairs = caches.get(kind)

@@ -280,10 +280,25 @@ _PAIRS_LIMIT = 2048
 _PAIR_VALUE_LIMIT = 64
 
 
+#: For a string value of up to 123 bytes, everything between the key and the string's bytes:
+#: the value's tag and length, the AnyValue's tag and the string's length, all one byte each.
+_SHORT_STRING_VALUE = tuple(_KEY_VALUE_VALUE + _SMALL[n + 2] + _ANY_STRING + _SMALL[n] for n in range(124))
+
+
 def _pair(key: str, value: Any) -> bytes:
     """The ``KeyValue`` body of an attribute, with its length in front."""
+    key_field = _KEY_FIELDS.get(key)
+    if key_field is None:
+        key_field = _key_field(key)
+    if type(value) is str:  # the most common, and the most often new (paths, ids)
+        data = value.encode()
+        size = len(data)
+        if size < 124:
+            body = key_field + _SHORT_STRING_VALUE[size] + data
+            size = len(body)
+            return (_SMALL[size] if size < 0x80 else _varint(size)) + body
     value_body = _any_value(value)
-    body = _key_field(key) + _KEY_VALUE_VALUE + _varint(len(value_body)) + value_body
+    body = key_field + _KEY_VALUE_VALUE + _varint(len(value_body)) + value_body
     return _varint(len(body)) + body
 
 

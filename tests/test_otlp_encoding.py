@@ -493,6 +493,18 @@ def test_one_attribute_value(value: Any) -> None:
     check_logs_or_both_raise([ReadableLogRecord(body, resource, scope)])
 
 
+def test_none_is_an_empty_value_that_is_present() -> None:
+    """The distro's own rule, whatever upstream version is installed (older ones left these out)."""
+    resource = Resource({})
+    record = ApiLogRecord(observed_timestamp=1, context=Context(), attributes={"k": None, "list": [1, None]})
+    request = ExportLogsServiceRequest.FromString(encode_logs([ReadableLogRecord(record, resource, None)]))
+    [encoded] = request.resource_logs[0].scope_logs[0].log_records
+    assert encoded.HasField("body") and encoded.body.WhichOneof("value") is None
+    none_value, array = encoded.attributes
+    assert none_value.key == "k" and none_value.HasField("value") and none_value.value.WhichOneof("value") is None
+    assert [item.WhichOneof("value") for item in array.value.array_value.values] == ["int_value", None]
+
+
 def test_the_same_key_with_values_of_different_types() -> None:
     """1, True, 1.0 and -0.0/0.0 are equal in Python; none may be taken for another (cached pairs)."""
     values = [1, True, 1.0, "1", b"1", 0, False, 0.0, -0.0, [1], (1,), [True]]

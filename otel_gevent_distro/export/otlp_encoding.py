@@ -15,7 +15,10 @@ Invariants, and why:
   cases included, so switching encoders changes nothing a collector sees:
 
   - ``None`` (as a value, in a sequence or in a map) is an empty ``AnyValue``;
-    a log body of ``None`` is an empty body that is present;
+    a log body of ``None`` is an empty body that is present. This is what
+    upstream does since it stopped special-casing ``None`` (1.45 does; 1.40
+    left such span attributes out, and log bodies and values unset); the
+    distro writes it so whatever SDK is installed;
   - values are tried in upstream's order (None, bool, str, int, float, bytes,
     sequence, mapping); map keys go through ``str()``;
   - an attribute that cannot be encoded (an int outside int64, a string with
@@ -343,7 +346,7 @@ def _warn_dropped(key: Any, exc: Exception) -> None:
         return
     _WARNED_KEYS.add(name)
     logger.warning(
-        "%sleft out attribute %s: its value cannot be encoded (%s: %s); further ones with this key are not reported",
+        "%sleft out attribute %s: its value cannot be encoded (%s: %s); reported once per key",
         PREFIX,
         name,
         type(exc).__name__,

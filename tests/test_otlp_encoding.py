@@ -365,7 +365,9 @@ def test_sdk_made_spans_encode_as_upstream(
     """Spans as the SDK's tracer makes them: cleaned attributes, limits, remote or local parents."""
     exporter = InMemorySpanExporter()
     limits = SpanLimits(max_span_attributes=max_attributes, max_events=max_events, max_links=2)
-    provider = TracerProvider(resource=Resource.create({"service.name": "test"}), span_limits=limits)
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "test"}), span_limits=limits, shutdown_on_exit=False
+    )
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("tests.encoding", "1.0", schema_url="https://example.com/s", attributes={"a": 1})
     other = provider.get_tracer("tests.other")
@@ -394,7 +396,7 @@ def test_sdk_made_log_records_encode_as_upstream(
 ) -> None:
     """Log records as the SDK's logger hands them to an exporter."""
     exporter = InMemoryLogs()
-    provider = LoggerProvider(resource=Resource.create({"service.name": "test"}))
+    provider = LoggerProvider(resource=Resource.create({"service.name": "test"}), shutdown_on_exit=False)
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
     logger = provider.get_logger("tests.encoding", "2.0", schema_url="https://example.com/s")
     span = SpanContext(0x5B8EFFF798038103D269B633813FC60C, 0xEEE19B7EC3C1B174, False, TraceFlags(1))

@@ -27,6 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import encode_cost
 import hub_stall
 import served_requests
 import span_overhead
@@ -54,6 +55,7 @@ MODULES = {
     "startup": startup,
     "served_requests": served_requests,
     "spawn_context": spawn_context,
+    "encode_cost": encode_cost,
 }
 DISTRIBUTIONS = (
     "otel-gevent-distro",
@@ -64,6 +66,8 @@ DISTRIBUTIONS = (
     "opentelemetry-distro",
     "opentelemetry-exporter-otlp-proto-grpc",
     "opentelemetry-exporter-otlp-proto-http",
+    "opentelemetry-exporter-otlp-proto-common",
+    "protobuf",
     "grpcio",
     "gunicorn",
     "flask",

@@ -106,32 +106,14 @@ USER_AGENT = f"OTel-OTLP-Exporter-Python/{_sdk_version} otel-gevent-distro/{__ve
 
 
 def _encoders() -> tuple[Callable[[Sequence[Any]], bytes], Callable[[Sequence[Any]], bytes]]:
-    """``(encode_spans, encode_logs)``, each returning the request's protobuf bytes.
+    """``(encode_spans, encode_logs)``: the distro's own encoder (:mod:`.otlp_encoding`)."""
+    from otel_gevent_distro.export import otlp_encoding
 
-    TRANSITIONAL: prefers the distro's own encoder (:mod:`.otlp_encoding`);
-    until that module exists, falls back to upstream's
-    ``opentelemetry-exporter-otlp-proto-common`` encoders. Remove the fallback
-    once the distro's encoder has landed.
-    """
-    try:
-        from otel_gevent_distro.export import otlp_encoding  # type: ignore[attr-defined,unused-ignore]
-
-        return otlp_encoding.encode_spans, otlp_encoding.encode_logs
-    except ImportError:
-        from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
-        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-
-        def spans_to_bytes(spans: Sequence[Any]) -> bytes:
-            return bytes(encode_spans(spans).SerializeToString())
-
-        def logs_to_bytes(records: Sequence[Any]) -> bytes:
-            return bytes(encode_logs(records).SerializeToString())
-
-        return spans_to_bytes, logs_to_bytes
+    return otlp_encoding.encode_spans, otlp_encoding.encode_logs
 
 
 def encoders_available() -> bool:
-    """True when an encoder can be imported (the distro's, or upstream's fallback)."""
+    """True when the encoder imports (it needs only the SDK)."""
     try:
         _encoders()
     except ImportError:

@@ -400,3 +400,100 @@ def test_importing_the_package_imports_neither_opentelemetry_nor_gevent() -> Non
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "GeventBatchSpanProcessor"
+
+
+# -- concurrency: shutdown and flush from many threads at once ------------------------
+
+
+class CountingMetrics(MetricsRecorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.shutdowns = 0
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.shutdowns += 1
+
+
+def _at_once(action: Any, threads: int = 10) -> None:
+    start = threading.Barrier(threads)
+
+    def run() -> None:
+        start.wait()
+        action()
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+
+
+def test_ten_threads_shutting_the_metric_reader_down_give_one_final_export(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="otel_gevent_distro")
+    exporter = CountingMetrics()
+    reader = GeventPeriodicMetricReader(exporter, export_interval_millis=60_000)
+    provider = MeterProvider(metric_readers=[reader])
+    provider.get_meter("test").create_counter("things").add(1)
+    _at_once(reader.shutdown)
+    assert (len(exporter.exports), exporter.shutdowns) == (1, 1)
+    assert not reader.worker.running, "shutdown returned before the thread ended"
+    assert sum("Can't shutdown multiple times" in line for line in warnings_from_us(caplog)) == 9
+
+
+def test_ten_threads_shutting_a_pipeline_down_shut_the_exporter_down_once() -> None:
+    exporter = Recorder()
+    pipe = pipeline(exporter, max_queue_size=100, schedule_delay_millis=60_000, max_export_batch_size=10)
+    shutdowns = []
+    exporter.shutdown = lambda: shutdowns.append(1)  # type: ignore[method-assign]
+    for i in range(7):
+        pipe.emit(i)
+    _at_once(pipe.shutdown)
+    assert exporter.items == list(range(7))
+    assert shutdowns == [1]
+    assert not pipe.worker.running
+
+
+def test_shutdown_returns_within_its_timeout_while_an_export_is_in_flight(gate: threading.Event) -> None:
+    exporter = Recorder(gate)
+    pipe = pipeline(exporter, max_queue_size=100, schedule_delay_millis=60_000, max_export_batch_size=2)
+    pipe.emit(0)
+    pipe.emit(1)
+    assert exporter.entered.wait(10)
+    began = time.monotonic()
+    pipe.shutdown(timeout_millis=300)
+    assert time.monotonic() - began < 0.3 + 0.5  # the timeout, and scheduling slack
+    assert pipe.lost_at_exit == 2
+
+
+def test_flushes_from_many_threads_each_see_their_items_exported() -> None:
+    exporter = Recorder()
+    pipe = pipeline(exporter, max_queue_size=10_000, schedule_delay_millis=60_000, max_export_batch_size=64)
+    results: list[bool] = []
+
+    def emit_and_flush() -> None:
+        for i in range(50):
+            pipe.emit(i)
+        results.append(pipe.flush())
+
+    _at_once(emit_and_flush)
+    assert results == [True] * 10
+    assert len(exporter.items) == 500
+    pipe.shutdown()
+
+
+def test_out_of_range_options_are_clamped_never_raised_later(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="otel_gevent_distro")
+    options = resolve_batch_options(
+        BSP_VARIABLES,
+        environ={"OTEL_BSP_EXPORT_TIMEOUT": "100000000000000000000", "OTEL_BSP_SCHEDULE_DELAY": "100000000000"},
+    )
+    assert options.export_timeout_millis == 86_400_000
+    assert options.schedule_delay_millis == 86_400_000
+    assert len(warnings_from_us(caplog)) == 2
+    exporter = Recorder()
+    pipe = BatchPipeline(exporter, options, "spans")
+    for i in range(100):
+        pipe.emit(i)
+    assert pipe.flush() is True
+    pipe.shutdown()
+    assert exporter.items == list(range(100))

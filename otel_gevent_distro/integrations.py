@@ -56,6 +56,9 @@ def _grpc() -> bool:
     from grpc.experimental import gevent as grpc_gevent
 
     grpc_gevent.init_gevent()
+    from otel_gevent_distro.exit_flush import keep_pool_threads_ready
+
+    keep_pool_threads_ready()  # gRPC's calls at exit need pool threads that exist already
     return True
 
 

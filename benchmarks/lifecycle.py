@@ -38,8 +38,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.harness import OURS, STOCK, launch, run_child  # noqa: E402
-from tests.receiver import BlackHole, OtlpReceiver  # noqa: E402
+from benchmarks.harness import OURS, STOCK, launch, run_child
+from tests.receiver import BlackHole, OtlpReceiver
 
 CONTENDERS = (STOCK, OURS)
 SPANS_ONLY = {"OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none", "OTEL_PYTHON_GEVENT_HEALTH": "false"}

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from typing import Any
 import pytest
 
 from tests.launch import ALL_INSTRUMENTATIONS, BIN, NOISE, clean_environment, sitecustomize_folder
-from tests.receiver import ReceivedSpan
+from tests.receiver import OtlpReceiver, ReceivedSpan
 
 APPS = Path(__file__).resolve().parent / "apps"
 LOCALHOST = "127.0.0.1"
@@ -188,6 +189,33 @@ def assert_notes_written_by_workers(notes: Path, answers: list[dict[str, int]], 
         f"greenlets of the server ran in forked children {strangers} (workers: {sorted(workers)}): {written}"
     )
     assert sorted(n for _, n in written) == list(range(count)), f"notes: {written}"
+
+
+# --- metrics ------------------------------------------------------------------
+
+#: The server-duration histogram, by the semantic conventions the Flask instrumentation follows.
+SERVER_DURATION = ("http.server.request.duration", "http.server.duration")
+
+
+def requests_served_per_worker(answers: list[dict[str, int]]) -> dict[int, int]:
+    """Each worker pid -> requests it served (a ``/front`` request makes a ``/back`` one)."""
+    served: Counter[int] = Counter()
+    for answer in answers:
+        served[answer["pid"]] += 1
+        served[answer["back_pid"]] += 1
+    return dict(served)
+
+
+def requests_counted_per_worker(receiver: OtlpReceiver) -> dict[int, int]:
+    """Each ``process.pid`` -> its last (cumulative) server-duration count that arrived."""
+    counted: dict[int, int] = {}
+    for metric in receiver.metrics():
+        if metric.name not in SERVER_DURATION:
+            continue
+        pid = metric.resource.get("process.pid")
+        total = sum(int(point.get("count", 0)) for point in metric.data_points)
+        counted[pid] = max(counted.get(pid, 0), total)
+    return counted
 
 
 # --- traces -------------------------------------------------------------------

@@ -25,6 +25,8 @@ from tests.servers import (
     assert_notes_written_by_workers,
     launch_command,
     report,
+    requests_counted_per_worker,
+    requests_served_per_worker,
     serve_requests,
 )
 
@@ -62,15 +64,17 @@ def _gunicorn(tmp_path: Path, receiver: OtlpReceiver, via: str, options: list[st
         **receiver.env("http/protobuf"),
         "APP_NOTES": str(tmp_path / "notes.txt"),
         "OTEL_PYTHON_FLASK_EXCLUDED_URLS": "healthz",
-        "OTEL_METRICS_EXPORTER": "none",
         "OTEL_LOGS_EXPORTER": "none",
+        # Metrics on, each worker named by its pid: every worker's last metrics must arrive.
+        "OTEL_METRIC_EXPORT_INTERVAL": "60000",
+        "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "process",
     }
     full_command, full_env = launch_command(command, via, env)
     return ServerProcess("gunicorn", full_command, full_env, APPS, tmp_path / "gunicorn.log")
 
 
-def _serve_and_stop(tmp_path: Path, server: ServerProcess) -> tuple[str, set[int]]:
-    """Wait for the listener, send the requests, SIGTERM the arbiter; (output, worker pids)."""
+def _serve_and_stop(tmp_path: Path, server: ServerProcess) -> tuple[str, list[dict[str, int]]]:
+    """Wait for the listener, send the requests, SIGTERM the arbiter; (output, answers)."""
     address = server.wait_for_output(r"Listening at: (http://[\d.]+:\d+)", timeout=30).group(1)
     server.wait_for_http(f"{address}/healthz", timeout=30)
     answers = serve_requests(server, address, REQUESTS)
@@ -78,7 +82,7 @@ def _serve_and_stop(tmp_path: Path, server: ServerProcess) -> tuple[str, set[int
     output = server.output()
     assert_no_noise("gunicorn", output)
     assert_notes_written_by_workers(tmp_path / "notes.txt", answers, REQUESTS)
-    return output, {a["pid"] for a in answers}
+    return output, answers
 
 
 @pytest.mark.parametrize("preload", [False, True], ids=["fork-then-load", "preload"])
@@ -89,16 +93,20 @@ def test_gunicorn_gevent_worker_exports_every_request(
     options = ["-k", "gevent", "-w", "2", "-b", "127.0.0.1:0", "--graceful-timeout", "10"]
     options += ["--preload"] if preload else []
     with _gunicorn(tmp_path, receiver, via, options) as server:
-        _, pids = _serve_and_stop(tmp_path, server)
+        _, answers = _serve_and_stop(tmp_path, server)
     spans = receiver.wait_for(3 * REQUESTS, timeout=30)
     found = assert_front_back_traces(spans, REQUESTS)
+    # The export interval is a minute: only each worker's export at exit can deliver these.
+    assert requests_counted_per_worker(receiver) == requests_served_per_worker(answers)
+    pids = {a["pid"] for a in answers}
     report("gunicorn" + (" --preload" if preload else ""), via, workers_serving=len(pids), **found.counts())
 
 
 @pytest.mark.parametrize("via", PATHS)
 def test_gunicorn_with_users_config_and_post_fork(tmp_path: Path, receiver: OtlpReceiver, via: str) -> None:
     with _gunicorn(tmp_path, receiver, via, ["-c", str(APPS / "gunicorn_user_conf.py")]) as server:
-        output, pids = _serve_and_stop(tmp_path, server)
+        output, answers = _serve_and_stop(tmp_path, server)
+    pids = {a["pid"] for a in answers}
     assert output.count("user post_fork ran in worker") == 2, output
     spans = receiver.wait_for(3 * REQUESTS + 2, timeout=30)
     hooks = [s for s in spans if s.name == "user-post-fork"]

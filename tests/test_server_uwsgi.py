@@ -29,6 +29,7 @@ from tests.receiver import OtlpReceiver
 from tests.servers import (
     APPS,
     LOCALHOST,
+    SERVER_DURATION,
     ServerProcess,
     assert_front_back_traces,
     assert_no_noise,
@@ -76,8 +77,9 @@ def _env(receiver: OtlpReceiver) -> dict[str, str]:
     return {
         **receiver.env("http/protobuf"),
         "OTEL_PYTHON_FLASK_EXCLUDED_URLS": "healthz",
-        "OTEL_METRICS_EXPORTER": "none",
         "OTEL_LOGS_EXPORTER": "none",
+        # Metrics on: the workers' flush at exit must deliver them, quietly.
+        "OTEL_METRIC_EXPORT_INTERVAL": "60000",
     }
 
 
@@ -113,6 +115,9 @@ def test_uwsgi_gevent_workers_export_every_request(
     assert "goodbye to uWSGI" in output, output
     spans = receiver.wait_for(3 * REQUESTS, timeout=30)
     found = assert_front_back_traces(spans, REQUESTS)
+    # The export interval is a minute: only the workers' flush at exit can deliver these. (uWSGI
+    # forks in C, so the SDK's per-process resource is the master's in every worker: no per-worker count.)
+    assert receiver.wait_for(lambda m: m.name in SERVER_DURATION, signal="metrics", timeout=30)
     report(
         "uwsgi --gevent 100 --master" + (" --lazy-apps" if lazy_apps else ""),
         via,

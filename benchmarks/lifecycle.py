@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.harness import OURS, STOCK, launch, run_child
 from tests.receiver import BlackHole, OtlpReceiver
+from tests.test_lifecycle import FORK_MID_EXPORT, METRICS_CHILD, THOUSAND_THEN_EXIT
 
 CONTENDERS = (STOCK, OURS)
 SPANS_ONLY = {"OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none", "OTEL_PYTHON_GEVENT_HEALTH": "false"}
@@ -47,42 +48,6 @@ COMMON = {
     "OTEL_BSP_SCHEDULE_DELAY": "200",
     "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "flask,celery,requests,threading",
 }
-
-FORK_MID_EXPORT = """
-    import json, os, time
-    from opentelemetry import trace
-
-    tracer = trace.get_tracer("fork")
-    for i in range(4):
-        with tracer.start_as_current_span(f"parent-{i}"):
-            pass
-    time.sleep(0.45)
-    pid = os.fork()
-    if pid == 0:
-        for i in range(4):
-            with tracer.start_as_current_span(f"child-{i}"):
-                pass
-        trace.get_tracer_provider().force_flush()
-        os._exit(0)
-    os.waitpid(pid, 0)
-    trace.get_tracer_provider().force_flush()
-    print(json.dumps({"done": True}))
-"""
-
-METRICS_CHILD = """
-    import json, os, signal, time
-    from opentelemetry import metrics
-
-    counter = metrics.get_meter("child").create_counter("child.ticks")
-    pid = os.fork()
-    if pid == 0:
-        for _ in range(100):
-            counter.add(1, {"pid": os.getpid()})
-            time.sleep(0.02)
-        os.kill(os.getpid(), signal.SIGKILL)
-    os.waitpid(pid, 0)
-    print(json.dumps({"child": pid}))
-"""
 
 EMIT_SWITCHES = """
     import json, os
@@ -125,17 +90,6 @@ EMIT_SWITCHES = """
     greenlet.settrace(None)
     print(json.dumps({"switches": switches[0], "raised_in_end": raised_in_end, "made": made}), flush=True)
     os._exit(0)
-"""
-
-THOUSAND_THEN_EXIT = """
-    import json, time
-    from opentelemetry import trace
-
-    tracer = trace.get_tracer("exit")
-    for i in range(1000):
-        with tracer.start_as_current_span(f"span-{i}"):
-            pass
-    print(json.dumps({"exiting_at": time.time()}), flush=True)
 """
 
 NO_TELEMETRY = """

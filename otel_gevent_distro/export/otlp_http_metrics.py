@@ -14,7 +14,6 @@ then reports the missing extra.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common._internal.metrics_encoder import OTLPMetricExporterMixin
@@ -33,28 +32,12 @@ class OtlpHttpMetricExporter(_OtlpHttpExporter, MetricExporter, OTLPMetricExport
 
     def __init__(
         self,
-        endpoint: str | None = None,
-        certificate_file: str | None = None,
-        client_key_file: str | None = None,
-        client_certificate_file: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        compression: Any = None,
         preferred_temporality: dict[type, Any] | None = None,
         preferred_aggregation: dict[type, Any] | None = None,
-        **unsupported: Any,
+        **options: Any,
     ) -> None:
-        _OtlpHttpExporter.__init__(
-            self,
-            endpoint=endpoint,
-            certificate_file=certificate_file,
-            client_key_file=client_key_file,
-            client_certificate_file=client_certificate_file,
-            headers=headers,
-            timeout=timeout,
-            compression=compression,
-            **unsupported,
-        )
+        """``options``: the span and log exporters' keywords (endpoint, headers, timeout, ...)."""
+        _OtlpHttpExporter.__init__(self, **options)
         self._common_configuration(preferred_temporality, preferred_aggregation)
 
     def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:  # type: ignore[override]

@@ -8,6 +8,8 @@ them in turn, round after round (who goes first rotates):
 * ``ours``: the distro's ``GeventBatchSpanProcessor`` (skipped when the
   distro does not provide it yet).
 
+Each span carries ten attributes, like a web framework's server span; for
+``ours`` the OTLP/HTTP exporter is the distro's own, as the distro installs it.
 A batch is ``--spans`` spans (default 2000, below the default queue size of
 2048, so no processor can drop any) made with ``start_as_current_span`` on one
 greenlet that yields to the hub every 8 spans (as a request doing I/O would,
@@ -29,7 +31,7 @@ from typing import Any
 from appkit import ensure_patched, finish
 
 
-def _exporter(kind: str) -> Any:
+def _exporter(kind: str, contender: str = "stock") -> Any:
     import os
 
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -44,9 +46,15 @@ def _exporter(kind: str) -> Any:
 
     if kind == "memory":
         return CountingExporter()
+    endpoint = os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
+    if contender == "ours":
+        # What the distro installs for otlp with http/protobuf: its own encoder and transport.
+        from otel_gevent_distro.export.otlp_http import OtlpHttpSpanExporter
+
+        return OtlpHttpSpanExporter(endpoint=endpoint)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    return OTLPSpanExporter(endpoint=os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces")
+    return OTLPSpanExporter(endpoint=endpoint)
 
 
 def _processors(kind: str) -> tuple[dict[str, Any], str]:
@@ -58,7 +66,7 @@ def _processors(kind: str) -> tuple[dict[str, Any], str]:
         from otel_gevent_distro.span_processor import GeventBatchSpanProcessor
     except ImportError as exc:
         return processors, f"otel_gevent_distro.span_processor.GeventBatchSpanProcessor: {exc}"
-    processors["ours"] = GeventBatchSpanProcessor(_exporter(kind))
+    processors["ours"] = GeventBatchSpanProcessor(_exporter(kind, "ours"))
     return processors, ""
 
 
@@ -69,6 +77,22 @@ def _counters(processor: Any) -> dict[str, Any]:
         if isinstance(getattr(processor, name, None), int):
             counters[name] = getattr(processor, name)
     return counters
+
+
+def _server_attributes(number: int) -> dict[str, Any]:
+    """Ten attributes, as a server span of an HTTP framework carries."""
+    return {
+        "http.request.method": "GET",
+        "url.path": f"/items/{number}",
+        "url.scheme": "http",
+        "http.route": "/items/{id}",
+        "http.response.status_code": 200,
+        "server.address": "127.0.0.1",
+        "server.port": 8000,
+        "client.address": "127.0.0.1",
+        "user_agent.original": "loadgen/1.0",
+        "network.protocol.version": "1.1",
+    }
 
 
 def _batch(provider: Any, spans: int) -> tuple[float, float]:
@@ -83,7 +107,7 @@ def _batch(provider: Any, spans: int) -> tuple[float, float]:
     def request_path() -> tuple[float, float]:
         cpu, wall = time.process_time(), time.perf_counter()
         for number in range(spans):
-            with tracer.start_as_current_span("request"):
+            with tracer.start_as_current_span("GET /items/{id}", attributes=_server_attributes(number)):
                 pass
             if number % 8 == 7:
                 gevent.sleep(0)

@@ -205,23 +205,28 @@ class BatchPipeline:
             self._oldest = now
         return self._oldest + self._delay_s - now
 
-    def _work(self) -> None:
-        """One round: full batches now; everything once due, flushing or exiting."""
+    def _work(self, deadline: float | None = None) -> None:
+        """One round: full batches now; everything once due, flushing or exiting.
+
+        ``deadline`` (else the exit's, once exiting) bounds the round and every export in it.
+        """
         self._wake_pending = False
+        if deadline is None:
+            deadline = self._exit_deadline
         queue = self._queue
         owed = 0
         now = time.monotonic()
         due = self._oldest is not None and now >= self._oldest + self._delay_s
-        if due or self._markers or self._exit_deadline is not None:
+        if due or self._markers or deadline is not None:
             owed = len(queue)
             self._oldest = None
         while queue and (owed > 0 or len(queue) >= self._batch_size):
-            if self._exit_deadline is not None and time.monotonic() >= self._exit_deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 break  # what is left is counted as queued by shutdown
             batch, markers = self._take()
             owed -= len(batch) + len(markers)
             if batch:
-                self._export(batch)
+                self._export(batch, deadline)
             for marker in markers:
                 marker.settle()
         self._drops.report_if_due(self.dropped)
@@ -241,9 +246,8 @@ class BatchPipeline:
             batch.append(item)
         return batch, markers
 
-    def _export(self, batch: list[Any]) -> None:
+    def _export(self, batch: list[Any], deadline: float | None) -> None:
         self._in_flight = len(batch)
-        deadline = self._exit_deadline
         if deadline is None:
             deadline = time.monotonic() + self._timeout_s
         try:
@@ -278,16 +282,11 @@ class BatchPipeline:
         with self._lock:
             self._markers += 1
         self._queue.append(marker)
-        if not self.worker.ensure_started():
-            self._work_here(deadline)
-        else:
+        if self.worker.ensure_started():
             self.worker.wake()
+        else:  # no thread here (a uWSGI master, a process out of threads): on the caller
+            self._work(deadline)
         return wait_released(marker.done, deadline)
-
-    def _work_here(self, deadline: float) -> None:
-        """The export thread could not start (a uWSGI master, a full process): export on the caller."""
-        self._exit_deadline = deadline
-        self._work()
 
     def begin_exit(self, deadline: float) -> None:
         """The process is exiting: export everything now, on the thread, within ``deadline``."""
@@ -323,7 +322,7 @@ class BatchPipeline:
                 shutdown_exporter(self.exporter, 0)
                 ended = self.worker.wait_ended(deadline)
         else:
-            self._work_here(deadline)
+            self._work(deadline)
             ended = True
         self._report_losses(ended)
         if not interrupted:

@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 $(BIN)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip uv nox
-	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[otlp,test,lint]'
+	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[otlp]' --group test --group lint
 	touch $@
 
 system-deps:

@@ -3,7 +3,8 @@
 ``nox`` runs ``lint`` and every ``tests`` cell; ``nox -s tests`` only the
 matrix. Interpreters come from pyenv's versions folder when it has them
 (linked into ``.nox/.interpreters``), else from ``python3.X`` on PATH, so a
-machine with pyenv needs no ``pyenv global`` juggling.
+machine with pyenv needs no ``pyenv global`` juggling. Development dependencies
+are PEP 735 dependency groups of ``pyproject.toml`` (``test``, ``lint``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import nox
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
 
 PYTHONS = ["3.11", "3.12"]
 GEVENTS = ["24.2.1", "latest"]
@@ -55,7 +58,7 @@ _expose_pyenv_interpreters()
 @nox.session(python=PYTHONS[-1])
 def lint(session: nox.Session) -> None:
     """ruff (lint and format) and mypy."""
-    session.install("-e", ".[otlp,test,lint]")
+    session.install("-e", ".[otlp]", *nox.project.dependency_groups(PYPROJECT, "test", "lint"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
@@ -66,6 +69,6 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session, gevent: str) -> None:
     """The whole suite against the installed wheel, for one Python and one gevent."""
     pins = ["gevent"] if gevent == "latest" else [f"gevent=={gevent}", *OLD_GEVENT_PINS]
-    session.install(".[otlp,test]", *pins)
+    session.install(".[otlp]", *nox.project.dependency_groups(PYPROJECT, "test"), *pins)
     session.run("python", "-c", "import gevent, sys; print('gevent', gevent.__version__, 'python', sys.version)")
     session.run("pytest", "-p", "no:cacheprovider", *session.posargs)

@@ -261,7 +261,7 @@ def test_a_dead_collector_never_freezes_other_greenlets(tmp_path: Path, blackhol
         "OTEL_BSP_EXPORT_TIMEOUT": "2000",
     }
     result = run_app(write_app(tmp_path, TICKING_APP), "instrument", env=env, timeout=90)
-    result.assert_clean()
+    result.assert_clean(loss_expected=True)  # the spans are lost on purpose: checked below
     # 3 s of 1 ms sleeps: about 2500 ticks here. Exports hang 2 s each from
     # 0.2 s on, so a hub frozen by them would leave a few hundred at most.
     assert int(result.stdout.strip()) >= 1000

@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 
 $(BIN)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip uv nox
+	$(BIN)/python -m pip install -q --upgrade pip uv 'nox>=2025.2.9'
 	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[otlp]' --group test --group lint
 	touch $@
 

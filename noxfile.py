@@ -43,7 +43,7 @@ import os
 import subprocess
 from pathlib import Path
 
-import nox
+import nox  # 2025.2.9 or later: nox.project.dependency_groups
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["lint", "tests"]

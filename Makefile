@@ -9,8 +9,8 @@ BIN := $(VENV)/bin
 
 $(BIN)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip uv nox
-	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[otlp,test,lint]'
+	$(BIN)/python -m pip install -q --upgrade pip uv 'nox>=2025.2.9'
+	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[otlp]' --group test --group lint
 	touch $@
 
 system-deps:

@@ -69,7 +69,7 @@ def launch_command(
 
 
 def assert_no_noise(name: str, output: str) -> None:
-    """No ``AssertionError``, ``Traceback`` or ``KeyError`` in a server's output."""
+    """Nothing of :data:`tests.launch.NOISE` (errors, the distro's loss lines) in a server's output."""
     found = NOISE.search(output)
     assert not found, f"{name} printed {found.group(0)!r}:\n{output}"
 

@@ -114,12 +114,13 @@ IN_MEMORY_APP = """
     for sleeper in sleepers:
         sleeper.kill()
     started = time.perf_counter()
-    gevent.wait(timeout=10)  # nothing of the monitor keeps the loop alive
+    loop_finished = gevent.wait(timeout=10)  # True: nothing of the monitor kept the loop alive
     print(json.dumps({
         "role": "parent",
         "started": monitor is not None,
         "idempotent": again is monitor,
         "monitor_thread": gevent.config.monitor_thread,
+        "loop_finished": loop_finished,
         "wait_seconds": time.perf_counter() - started,
         "trace_id": trace_id,
         "metrics": metrics,
@@ -144,8 +145,10 @@ def _check_block_reported(seen: dict[str, Any]) -> None:
     assert block["unit"] == "s"
     assert block["scope"] == "otel_gevent_distro.health"
     assert block["counts"] == [1]  # the main loop's block only, not the thread-pool thread's
-    # Blocked 0.3 s, measured from the loop's own clock (not to within max_blocking_time).
-    assert 0.29 <= block["max"][0] <= 1.0
+    # Blocked 0.3 s, measured from the loop's own clock (not to within max_blocking_time):
+    # a real sleep never ends early, so the lower bound holds on any machine; the
+    # upper one only rules out nonsense (a busy machine stretches the block).
+    assert 0.29 <= block["max"][0] < 10
 
     (record,) = [log for log in seen["logs"] if log["event_name"] == BLOCKED_EVENT]
     assert record["severity"] == "WARN"
@@ -179,7 +182,8 @@ def test_lag_and_greenlet_count_are_reported(tmp_path: Path) -> None:
 
 def test_monitoring_does_not_keep_the_loop_alive(tmp_path: Path) -> None:
     (seen,) = _run_in_memory(tmp_path)
-    assert seen["wait_seconds"] < 2
+    assert seen["loop_finished"] is True  # gevent.wait returned because the loop ran out, not at its timeout
+    assert seen["wait_seconds"] < 9  # sanity: well before that timeout
 
 
 def test_off_switch_turns_everything_off(tmp_path: Path) -> None:

@@ -162,10 +162,12 @@ GRPC_FORK_HANG = """
 """
 
 
+@pytest.mark.canary
 def test_grpc_gevent_mode_hangs_a_forked_child_at_exit(tmp_path: Path) -> None:
-    """Not ours, no OpenTelemetry involved: why the gRPC fork child above leaves with os._exit.
+    """Canary, not gating (no code of the distro runs): why the gRPC fork child above leaves with os._exit.
 
-    If this test starts failing, gRPC fixed it and that child can exit normally.
+    If this test starts failing, gRPC fixed it and that child can exit normally
+    (and README's troubleshooting entry about bare ``os.fork()`` children can go).
     """
     app = write_app(tmp_path, GRPC_FORK_HANG)
     process = subprocess.Popen(
@@ -205,37 +207,53 @@ STOCK_PROCESSOR_APP = """
 """
 
 
-@pytest.mark.parametrize("processor", ["stock", "gevent"])
-def test_the_stock_processor_prints_the_fork_assertion_and_ours_does_not(tmp_path: Path, processor: str) -> None:
+def test_our_processor_prints_no_fork_assertion_where_a_library_forks_at_import(tmp_path: Path) -> None:
     pytest.importorskip("magic", reason="python-magic (and libmagic) is not installed")
-    if processor == "stock" and gevent_version() >= (25, 8):
-        pytest.skip("gevent >= 25.8 no longer prints the AssertionError")
-    result = run_app(write_app(tmp_path, STOCK_PROCESSOR_APP), "plain", args=[processor], timeout=60)
+    result = run_app(write_app(tmp_path, STOCK_PROCESSOR_APP), "plain", args=["gevent"], timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "imported"
-    if processor == "stock":
-        assert "AssertionError: (None, <callback" in result.stderr, result.stderr
-    else:
-        assert not NOISE.search(result.stderr), result.stderr
+    assert not NOISE.search(result.stderr), result.stderr
+
+
+@pytest.mark.canary
+def test_the_stock_processor_prints_the_fork_assertion_before_gevent_25_8(tmp_path: Path) -> None:
+    """Canary, not gating (no code of the distro runs): the reported problem, by gevent version.
+
+    Before gevent 25.8 the SDK's own processor makes the forked ``ldconfig``
+    child print the ``AssertionError`` of README's "The problem"; gevent 25.8.1
+    stopped printing it. If either half changes, README's text must follow.
+    """
+    pytest.importorskip("magic", reason="python-magic (and libmagic) is not installed")
+    result = run_app(write_app(tmp_path, STOCK_PROCESSOR_APP), "plain", args=["stock"], timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "imported"
+    printed = "AssertionError: (None, <callback" in result.stderr
+    assert printed == (gevent_version() < (25, 8)), result.stderr
 
 
 # -- 2. a dead collector never freezes the application ---------------------------
 
 TICKING_APP = """
+    import json
     import time
     import gevent
     from opentelemetry import trace
 
     tracer = trace.get_tracer("ticking-app")
     ticks = 0
+    longest_gap = 0.0
 
 
     def ticker(seconds):
-        global ticks
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
+        global ticks, longest_gap
+        last = time.monotonic()
+        end = last + seconds
+        while last < end:
             gevent.sleep(0.001)
+            now = time.monotonic()
             ticks += 1
+            longest_gap = max(longest_gap, now - last)
+            last = now
 
 
     def producer(seconds):
@@ -248,7 +266,7 @@ TICKING_APP = """
 
 
     gevent.joinall([gevent.spawn(ticker, 3.0), gevent.spawn(producer, 3.0)])
-    print(ticks)
+    print(json.dumps({"ticks": ticks, "longest_gap_s": longest_gap}))
 """
 
 
@@ -261,11 +279,16 @@ def test_a_dead_collector_never_freezes_other_greenlets(tmp_path: Path, blackhol
         "OTEL_BSP_EXPORT_TIMEOUT": "2000",
     }
     result = run_app(write_app(tmp_path, TICKING_APP), "instrument", env=env, timeout=90)
-    result.assert_clean()
-    # 3 s of 1 ms sleeps: about 2500 ticks here. Exports hang 2 s each from
-    # 0.2 s on, so a hub frozen by them would leave a few hundred at most.
-    assert int(result.stdout.strip()) >= 1000
+    result.assert_clean(loss_expected=True)  # the spans are lost on purpose: checked below
+    seen = json.loads(result.stdout)
+    # Exports start at 0.2 s and each hangs for its whole 2 s timeout on the
+    # black hole (which accepted them), all inside the 3 s of ticking: a hub
+    # frozen by one leaves a gap of 2 s between two 1 ms ticks. The margin to
+    # that is wide enough for a loaded machine; the tick count is only a sanity
+    # check that the ticker ran all along.
     assert blackhole.accepted >= 1
+    assert seen["longest_gap_s"] < 1.0, seen
+    assert seen["ticks"] >= 100, seen
     assert any("were not delivered" in line for line in result.warnings()), result.stderr
 
 

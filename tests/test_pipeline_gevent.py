@@ -104,7 +104,16 @@ def test_big_batches_go_out_whole_while_other_greenlets_keep_running(tmp_path: P
     seen = run_program(
         tmp_path,
         """
-    exporter = Recorder(cost_s=0.0002)
+    class Timed(Recorder):
+        def export(self, batch):
+            began = time.monotonic()
+            try:
+                return super().export(batch)
+            finally:
+                self.durations.append(time.monotonic() - began)
+
+    exporter = Timed(cost_s=0.0002)
+    exporter.durations = []
     pipe = BatchPipeline(exporter, BatchOptions(100_000, 60_000, 512, 30_000), "spans")
     gaps = []
     def ticker():
@@ -117,14 +126,20 @@ def test_big_batches_go_out_whole_while_other_greenlets_keep_running(tmp_path: P
     for i in range(2048):
         pipe.emit(i)
     gevent.spawn(ticker).join()
-    print(json.dumps({"longest_gap_s": max(gaps), "calls": exporter.calls, "items": exporter.items == list(range(2048))}))
+    print(json.dumps({
+        "longest_gap_s": max(gaps),
+        "shortest_call_s": min(exporter.durations),
+        "calls": exporter.calls,
+        "items": exporter.items == list(range(2048)),
+    }))
     """,
     )
     assert seen["items"] is True
     assert seen["calls"] == [512, 512, 512, 512], seen
-    # About 400 ms of export CPU, 100 ms per call: a hub held for a whole call
-    # would show a gap that long; the GIL's switch interval is 5 ms.
-    assert seen["longest_gap_s"] < 0.08, seen
+    # About 100 ms of export CPU per call: a hub held for a whole call would
+    # show a gap at least that long (a loaded machine stretches both alike);
+    # the export thread gives the GIL back every switch interval (5 ms).
+    assert seen["longest_gap_s"] < seen["shortest_call_s"] / 2, seen
 
 
 def test_a_greenlet_that_never_waits_cannot_starve_the_export(tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
@@ -75,6 +76,31 @@ def interrupt_at(deadline: float) -> float:
     """When to stop waiting for an export and interrupt the exporter, so it is out before ``deadline``."""
     left = max(0.0, deadline - time.monotonic())
     return deadline - min(INTERRUPT_GRACE_MAX_S, left * INTERRUPT_GRACE_SHARE)
+
+
+def prepare_export_thread(exporter: Any) -> Callable[[], None] | None:
+    """What an export thread must do first for ``exporter``, when anything.
+
+    An exporter that uses gevent's patched sockets on the export thread (upstream's
+    ``requests``-based OTLP/HTTP exporter, kept by choice) gets a gevent hub of
+    that thread and, for name resolution, a thread pool of that hub. Python 3.12
+    cannot start the pool's thread at interpreter exit, so a first export at
+    exit would fail: resolving a name once, when the thread starts, creates both.
+    The distro's exporters need nothing.
+    """
+    if hasattr(exporter, "export_until") or not hasattr(exporter, "_session"):
+        return None
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None or not monkey.is_module_patched("socket"):
+        return None
+
+    def resolve_once() -> None:
+        import socket
+
+        socket.getaddrinfo("localhost", 0)
+        import netrc  # noqa: F401 - requests imports it on its first request
+
+    return resolve_once
 
 
 def shutdown_exporter(exporter: Any, timeout_millis: float) -> None:

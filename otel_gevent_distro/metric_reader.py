@@ -31,6 +31,7 @@ from otel_gevent_distro.exporter_calls import (
     ERROR_LOG_INTERVAL_S,
     RateLimiter,
     interrupt_at,
+    prepare_export_thread,
     shutdown_exporter,
     succeeded,
     suppressed,
@@ -68,7 +69,7 @@ class GeventPeriodicMetricReader(MetricReader):
         self._interval_s = options.export_interval_millis / 1000
         self._shutdown = False
         self._reset_after_fork()
-        self._worker = ExportThread("metric-export", self._tick, self._wait_s)
+        self._worker = ExportThread("metric-export", self._tick, self._wait_s, prepare_export_thread(exporter))
         forksafe.register_reset(self._reset_after_fork)
         forksafe.register_exit_flush(self._flush_before_exit)
         exit_budget.register(self)

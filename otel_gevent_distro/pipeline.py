@@ -44,6 +44,7 @@ from otel_gevent_distro.exporter_calls import (
     RateLimiter,
     export_until,
     interrupt_at,
+    prepare_export_thread,
     shutdown_exporter,
 )
 from otel_gevent_distro.pipeline_options import BatchOptions
@@ -142,7 +143,7 @@ class BatchPipeline:
         self._delay_s = options.schedule_delay_millis / 1000
         self._closed = False
         self._reset_after_fork()
-        self.worker = ExportThread(f"{what}-export", self._work, self._wait_s)
+        self.worker = ExportThread(f"{what}-export", self._work, self._wait_s, prepare_export_thread(exporter))
         forksafe.register_reset(self._reset_after_fork)
         forksafe.register_exit_flush(self._flush_before_exit)
         exit_budget.register(self)

@@ -44,15 +44,25 @@ COOPERATIVE_POLL_S = 0.002
 class ExportThread:
     """Runs ``step`` on a native thread whenever rung, or after ``wait_s()`` seconds.
 
+    ``prepare``, when given, runs once on the new thread before anything else
+    (see :func:`~otel_gevent_distro.exporter_calls.prepare_export_thread`).
+
     ``wait_s`` is asked before every wait, so a step keeps its own schedule
     (an idle pipeline waits until rung, at no CPU cost). :meth:`stop` makes the
     thread run ``step`` one last time and end; :meth:`wait_ended` waits for that.
     """
 
-    def __init__(self, name: str, step: Callable[[], None], wait_s: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        name: str,
+        step: Callable[[], None],
+        wait_s: Callable[[], float],
+        prepare: Callable[[], None] | None = None,
+    ) -> None:
         self.name = name
         self._step = step
         self._wait_s = wait_s
+        self._prepare = prepare
         self._stopping = False
         self._reset_after_fork()
         forksafe.register_reset(self._reset_after_fork)
@@ -94,6 +104,8 @@ class ExportThread:
     def _run(self) -> None:
         generation = forksafe.generation
         try:
+            if self._prepare is not None:
+                self._prepare_safely()
             while not self._stopping:
                 self._bell.wait(self._wait_s())
                 if forksafe.generation != generation:
@@ -104,6 +116,12 @@ class ExportThread:
             if forksafe.generation == generation:
                 self._finished = True
                 self._ended.release()
+
+    def _prepare_safely(self) -> None:
+        try:
+            self._prepare()  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - a failed preparation only costs what it would have saved
+            logger.debug("%spreparing the %s thread failed.", PREFIX, self.name, exc_info=True)
 
     def _step_safely(self) -> None:
         try:

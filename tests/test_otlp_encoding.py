@@ -62,8 +62,33 @@ try:
 except ImportError:  # older SDKs
     from opentelemetry.sdk._logs.export import InMemoryLogExporter as InMemoryLogs  # type: ignore[no-redef]
 
+
+def _upstream_writes_none() -> bool:
+    """True when upstream's encoder writes ``None`` as an empty value, as the distro's does.
+
+    Older releases (1.40 among them) leave such values out; the distro follows
+    the newer rule on every SDK version, so byte-for-byte comparison with an
+    older upstream does not apply (the distro's own rule is tested without it).
+    """
+    request = ExportTraceServiceRequest.FromString(
+        upstream_encode_spans([_probe_span({"k": None})]).SerializeToString()
+    )
+    return bool(request.resource_spans[0].scope_spans[0].spans[0].attributes)
+
+
+def _probe_span(attributes: dict[str, Any]) -> ReadableSpan:
+    context = SpanContext(1, 1, False, TraceFlags(1))
+    return ReadableSpan("probe", context, attributes=attributes, resource=Resource({}))
+
+
 #: Records made with attribute limits warn, as the SDK does; the drops are what is tested.
-pytestmark = pytest.mark.filterwarnings("ignore:Log record attributes were dropped")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Log record attributes were dropped"),
+    pytest.mark.applies_when(
+        _upstream_writes_none(),
+        reason="the installed upstream encoder leaves None values out (releases before the distro's reference)",
+    ),
+]
 
 PROPERTY = settings(
     max_examples=200,

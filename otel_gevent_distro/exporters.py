@@ -76,8 +76,11 @@ def _proxy(signal: str, env: MutableMapping[str, str]) -> str | None:
 def _distro_exporter_ready(signal: str) -> bool:
     if not _installed(signal, DISTRO_OTLP_HTTP):
         return False
-    if signal == "metrics":
-        return importlib.util.find_spec("opentelemetry.exporter.otlp.proto.common") is not None
+    if signal == "metrics":  # upstream's metrics encoder comes with the [otlp] extra
+        try:
+            return importlib.util.find_spec("opentelemetry.exporter.otlp.proto.common") is not None
+        except ImportError:  # not even the opentelemetry.exporter namespace is installed
+            return False
     from otel_gevent_distro.export.otlp_http import encoders_available
 
     return encoders_available()

@@ -8,6 +8,7 @@ reinitialised) hub, and greenlets of the parent ran again in every
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,14 @@ def test_subprocess_children_never_run_parent_greenlets(tmp_path: Path, receiver
     assert len(receiver.wait_for(20, signal="spans", timeout=30)) == 20
 
 
+#: SDK releases that refresh a provider's resource after fork (older ones keep the parent's).
+SDK_REFRESHES_RESOURCES = pytest.mark.applies_when(
+    hasattr(importlib.import_module("opentelemetry.sdk.trace"), "_get_process_dependent_resource"),
+    reason="this SDK release does not refresh its resource after fork",
+)
+
+
+@SDK_REFRESHES_RESOURCES
 def test_refresh_is_left_alone_without_gevent_threads() -> None:
     """In a process where gevent did not patch threading, the SDK keeps its own refresh."""
     import opentelemetry.sdk.trace as sdk_trace
@@ -58,6 +67,7 @@ def test_refresh_is_left_alone_without_gevent_threads() -> None:
     assert sdk_trace._get_process_dependent_resource is before
 
 
+@SDK_REFRESHES_RESOURCES
 def test_inline_detection_keeps_the_instance_id_within_a_process() -> None:
     from otel_gevent_distro.resource_refresh import detect_inline
 

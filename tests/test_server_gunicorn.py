@@ -25,8 +25,8 @@ from tests.servers import (
     assert_notes_written_by_workers,
     launch_command,
     report,
-    requests_counted_per_worker,
-    requests_served_per_worker,
+    requests_counted,
+    requests_served,
     serve_requests,
 )
 
@@ -65,9 +65,8 @@ def _gunicorn(tmp_path: Path, receiver: OtlpReceiver, via: str, options: list[st
         "APP_NOTES": str(tmp_path / "notes.txt"),
         "OTEL_PYTHON_FLASK_EXCLUDED_URLS": "healthz",
         "OTEL_LOGS_EXPORTER": "none",
-        # Metrics on, each worker named by its pid: every worker's last metrics must arrive.
+        # Metrics on, exported once per worker, at exit: every worker's last metrics must arrive.
         "OTEL_METRIC_EXPORT_INTERVAL": "60000",
-        "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "process",
     }
     full_command, full_env = launch_command(command, via, env)
     return ServerProcess("gunicorn", full_command, full_env, APPS, tmp_path / "gunicorn.log")
@@ -97,7 +96,7 @@ def test_gunicorn_gevent_worker_exports_every_request(
     spans = receiver.wait_for(3 * REQUESTS, timeout=30)
     found = assert_front_back_traces(spans, REQUESTS)
     # The export interval is a minute: only each worker's export at exit can deliver these.
-    assert requests_counted_per_worker(receiver) == requests_served_per_worker(answers)
+    assert requests_counted(receiver) == requests_served(answers)
     pids = {a["pid"] for a in answers}
     report("gunicorn" + (" --preload" if preload else ""), via, workers_serving=len(pids), **found.counts())
 

@@ -56,7 +56,7 @@ OLD_OTEL = "1.40"
 #: gunicorn 24 and later refuse gevent older than 24.10.1; with greenlet 3.5.1 and
 #: later, gevent 24.2.1 and 24.10.1 print "RuntimeError: greenlet is being finalized"
 #: (after "Exception ignored in") at exit.
-OLD_GEVENT_PINS = {"24.2.1": ["gunicorn<24", "greenlet<=3.5.0"], "24.10.1": ["greenlet<=3.5.0"]}
+OLD_GEVENT_PINS = {"24.2.1": ["gunicorn<24", "greenlet<=3.5.0"], "24.10.3": ["greenlet<=3.5.0"]}
 #: The oldest OpenTelemetry the package allows, and the instrumentations of that release.
 OLD_OTEL_PINS = [
     "opentelemetry-api==1.40.*",
@@ -78,7 +78,7 @@ CELLS = [
     ("3.10", "24.2.1", LATEST),
     ("3.11", LATEST, LATEST),
     ("3.12", LATEST, LATEST),
-    ("3.13", "24.10.1", LATEST),
+    ("3.13", "24.10.3", LATEST),
     ("3.13", LATEST, LATEST),
     ("3.12", LATEST, OLD_OTEL),
 ]

@@ -29,6 +29,7 @@ from opentelemetry.sdk.resources import Resource
 
 from otel_gevent_distro.pipeline import BatchPipeline, PipelineOwner
 from otel_gevent_distro.pipeline_options import BatchVariables, resolve_batch_options
+from otel_gevent_distro.processor_metrics import processor_metrics
 
 try:  # Recent SDKs: processors receive a ReadWriteLogRecord and hand exporters a ReadableLogRecord.
     from opentelemetry.sdk._logs import ReadableLogRecord as _Readable
@@ -77,12 +78,11 @@ class GeventBatchLogRecordProcessor(PipelineOwner, LogRecordProcessor):
         *,
         meter_provider: Any = None,
     ) -> None:
-        # meter_provider is accepted for signature compatibility; this
-        # processor reports through its counters and log lines instead.
         options = resolve_batch_options(
             BLRP_VARIABLES, max_queue_size, schedule_delay_millis, max_export_batch_size, export_timeout_millis
         )
-        self._pipeline = BatchPipeline(exporter, options, "log records")
+        metrics = processor_metrics("logs", meter_provider, options.max_queue_size)
+        self._pipeline = BatchPipeline(exporter, options, "log records", metrics)
 
     @property
     def exporter(self) -> LogRecordExporter:

@@ -18,6 +18,7 @@ budget (:mod:`otel_gevent_distro.exit_budget`), one exporter shutdown.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from typing import Any
@@ -41,6 +42,15 @@ from otel_gevent_distro.servers import after_server_fork
 from otel_gevent_distro.worker import ExportThread, wait_released
 
 
+def _component_type() -> dict[str, Any]:
+    """Report as the SDK's periodic reader does (``otel.component.type``), on SDKs that name it."""
+    if "otel_component_type" not in inspect.signature(MetricReader.__init__).parameters:
+        return {}
+    from opentelemetry.semconv._incubating.attributes.otel_attributes import OtelComponentTypeValues
+
+    return {"otel_component_type": OtelComponentTypeValues.PERIODIC_METRIC_READER}
+
+
 class GeventPeriodicMetricReader(MetricReader):
     """Collects and exports metrics every ``export_interval_millis`` on a native export thread.
 
@@ -54,7 +64,8 @@ class GeventPeriodicMetricReader(MetricReader):
         export_timeout_millis: float | None = None,
         cardinality_limits: Any = None,
     ) -> None:
-        extra = {} if cardinality_limits is None else {"cardinality_limits": cardinality_limits}
+        extra: dict[str, Any] = {} if cardinality_limits is None else {"cardinality_limits": cardinality_limits}
+        extra.update(_component_type())
         super().__init__(
             preferred_temporality=getattr(exporter, "_preferred_temporality", None),
             preferred_aggregation=getattr(exporter, "_preferred_aggregation", None),

@@ -133,8 +133,12 @@ class BatchPipeline:
     ``dropped_after_shutdown``; ``reentrant`` (made on the export thread, not queued).
     """
 
-    def __init__(self, exporter: Exporter, options: BatchOptions, what: str) -> None:
+    def __init__(self, exporter: Exporter, options: BatchOptions, what: str, metrics: Any = None) -> None:
         self.exporter = exporter
+        #: The SDK's processor metrics (:mod:`otel_gevent_distro.processor_metrics`), or None.
+        self._metrics = metrics
+        if metrics is not None:
+            metrics.register_queue_size(lambda: len(self._queue))
         self.options = options
         self._what = what
         self._max_queue_size = options.max_queue_size
@@ -174,11 +178,15 @@ class BatchPipeline:
         """Queue one item; never blocks, never switches greenlets, never raises."""
         if self._closed:
             self._count("dropped_after_shutdown")
+            if self._metrics is not None:
+                self._metrics.drop_items(1, "already_shutdown")
             return
         queue = self._queue
         size = len(queue)
         if size >= self._max_queue_size:
             self._count("dropped")
+            if self._metrics is not None:
+                self._metrics.drop_items(1)
             return
         if self.worker.on_this_thread():
             self._count("reentrant")
@@ -249,6 +257,8 @@ class BatchPipeline:
 
     def _export(self, batch: list[Any], deadline: float | None) -> None:
         self._in_flight = len(batch)
+        if self._metrics is not None:
+            self._metrics.finish_items(len(batch))  # on submission to the exporter, as the SDK counts
         if deadline is None:
             deadline = time.monotonic() + self._timeout_s
         try:

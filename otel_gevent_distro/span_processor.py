@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from otel_gevent_distro.pipeline import BatchPipeline, PipelineOwner
 from otel_gevent_distro.pipeline_options import BatchVariables, resolve_batch_options
+from otel_gevent_distro.processor_metrics import processor_metrics
 
 BSP_VARIABLES = BatchVariables(
     max_queue_size=OTEL_BSP_MAX_QUEUE_SIZE,
@@ -52,12 +53,11 @@ class GeventBatchSpanProcessor(PipelineOwner, SpanProcessor):
         *,
         meter_provider: Any = None,
     ) -> None:
-        # meter_provider is accepted for signature compatibility; this
-        # processor reports through its counters and log lines instead.
         options = resolve_batch_options(
             BSP_VARIABLES, max_queue_size, schedule_delay_millis, max_export_batch_size, export_timeout_millis
         )
-        self._pipeline = BatchPipeline(span_exporter, options, "spans")
+        metrics = processor_metrics("traces", meter_provider, options.max_queue_size)
+        self._pipeline = BatchPipeline(span_exporter, options, "spans", metrics)
         self._emit = self._pipeline.emit
 
     @property

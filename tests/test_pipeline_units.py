@@ -7,6 +7,7 @@ launched applications of ``test_pipeline_apps.py``.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import subprocess
 import sys
@@ -497,3 +498,59 @@ def test_out_of_range_options_are_clamped_never_raised_later(caplog: pytest.LogC
     assert pipe.flush() is True
     pipe.shutdown()
     assert exporter.items == list(range(100))
+
+
+# -- the SDK's own processor metrics ---------------------------------------------------
+
+
+def _processor_metric_points(reader: Any) -> dict[tuple[str, tuple[tuple[str, Any], ...]], float]:
+    points: dict[tuple[str, tuple[tuple[str, Any], ...]], float] = {}
+    data = reader.get_metrics_data()
+    for resource_metrics in data.resource_metrics if data else ():
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                if metric.name.startswith("otel.sdk.processor"):
+                    for point in metric.data.data_points:
+                        attributes = tuple(
+                            sorted((k, v) for k, v in point.attributes.items() if k != "otel.component.name")
+                        )
+                        points[(metric.name, attributes)] = point.value
+    return points
+
+
+@pytest.mark.applies_when(
+    importlib.util.find_spec("opentelemetry.sdk._shared_internal._processor_metrics") is not None,
+    reason="this SDK release has no processor metrics",
+)
+def test_processor_metrics_are_the_sdks_when_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+    seen = {}
+    for name, processor_class in (("sdk", BatchSpanProcessor), ("distro", GeventBatchSpanProcessor)):
+        reader = InMemoryMetricReader()
+        meters = MeterProvider(metric_readers=[reader])
+        processor = processor_class(Recorder(), max_queue_size=4, max_export_batch_size=2, meter_provider=meters)
+        provider = TracerProvider()
+        provider.add_span_processor(processor)
+        tracer = provider.get_tracer("test")
+        for _ in range(3):
+            with tracer.start_as_current_span("s"):
+                pass
+        processor.force_flush()
+        provider.shutdown()
+        seen[name] = _processor_metric_points(reader)
+        meters.shutdown()
+    assert seen["distro"] == seen["sdk"], seen
+    assert any(name == "otel.sdk.processor.span.processed" for name, _ in seen["sdk"]), seen
+
+
+def test_the_metric_reader_reports_the_sdks_component_type() -> None:
+    reader = GeventPeriodicMetricReader(MetricsRecorder(), export_interval_millis=60_000)
+    stock = __import__("opentelemetry.sdk.metrics.export", fromlist=["x"]).PeriodicExportingMetricReader(
+        MetricsRecorder(), export_interval_millis=60_000
+    )
+    assert getattr(reader, "_otel_component_type", None) == getattr(stock, "_otel_component_type", None)
+    reader.shutdown()
+    stock.shutdown()

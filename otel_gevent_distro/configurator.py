@@ -26,6 +26,7 @@ from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from otel_gevent_distro import exit_budget
 from otel_gevent_distro._log import PREFIX, logger
 from otel_gevent_distro.bootstrap import bootstrap
+from otel_gevent_distro.defaults import apply_defaults
 from otel_gevent_distro.exporters import check_exporters
 from otel_gevent_distro.health import start_health_monitoring
 from otel_gevent_distro.resource_refresh import install as refresh_resources_without_threads
@@ -66,8 +67,10 @@ class GeventConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
 
     def _configure(self, **kwargs: Any) -> None:
         # Selected without the gevent distro (OTEL_PYTHON_CONFIGURATOR=gevent
-        # alone): the order patch -> preload -> SDK still holds.
+        # alone): the order patch -> preload -> SDK still holds, and the
+        # defaults are the same as through the distro.
         bootstrap()
+        apply_defaults()
         classes = _pipeline_classes()
         reader_class = classes.pop("metric_reader")
         for keyword, cls in classes.items():

@@ -10,30 +10,14 @@ SDK even when ``opentelemetry-distro``'s configurator is installed beside it.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 
 from otel_gevent_distro.bootstrap import bootstrap
+from otel_gevent_distro.defaults import DEFAULTS, apply_defaults, remember_user_environment
 
-#: Environment defaults, applied only where the user set nothing.
-DEFAULTS = {
-    "OTEL_TRACES_EXPORTER": "otlp",
-    "OTEL_METRICS_EXPORTER": "otlp",
-    "OTEL_LOGS_EXPORTER": "otlp",
-    # OTLP/HTTP rides on gevent's patched sockets and never freezes the hub;
-    # gRPC needs its gevent mode, which the distro also turns on when used.
-    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-    "OTEL_PYTHON_CONFIGURATOR": "gevent",
-}
-
-
-def apply_defaults() -> None:
-    """Set each of :data:`DEFAULTS` that the environment does not set."""
-    for name, value in DEFAULTS.items():
-        if not os.environ.get(name, "").strip():
-            os.environ[name] = value
+__all__ = ["DEFAULTS", "GeventDistro", "apply_defaults"]
 
 
 class _ChosenConfiguratorNotice(logging.Filter):
@@ -58,6 +42,7 @@ class GeventDistro(BaseDistro):  # type: ignore[misc]
     """Patch gevent first, then let auto-instrumentation build the SDK."""
 
     def _configure(self, **kwargs: Any) -> None:
+        remember_user_environment()
         bootstrap()
         apply_defaults()
         quiet_configurator_notice()

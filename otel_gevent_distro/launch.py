@@ -37,8 +37,10 @@ def run_sitecustomize(sitecustomize_file: str) -> None:
 
 def _start() -> None:
     from otel_gevent_distro.bootstrap import bootstrap
+    from otel_gevent_distro.defaults import remember_user_environment
     from otel_gevent_distro.patching import is_patched
 
+    remember_user_environment()
     bootstrap()
     os.environ.setdefault("OTEL_PYTHON_DISTRO", "gevent")
     os.environ.setdefault("OTEL_PYTHON_CONFIGURATOR", "gevent")

@@ -226,3 +226,42 @@ def test_a_process_that_emits_nothing_sends_nothing(tmp_path: Path, receiver, vi
     result = run_app(write_app(tmp_path, "print('quiet')\n"), via, env=receiver.env("http/protobuf"))
     result.assert_clean()
     assert receiver.requests == {signal: {"http": 0, "grpc": 0} for signal in ("spans", "metrics", "logs")}
+
+
+def test_configurator_selected_beside_opentelemetry_distro_exports_over_http(tmp_path: Path, receiver) -> None:
+    """``opentelemetry-distro``'s distro runs first and sets its own defaults
+    (OTLP/gRPC); the gevent configurator then applies the distro's defaults,
+    which the user did not override: the span arrives over OTLP/HTTP."""
+    app = write_app(
+        tmp_path,
+        """
+        from opentelemetry import trace
+        with trace.get_tracer("t").start_as_current_span("beside-opentelemetry-distro"):
+            pass
+        """,
+    )
+    env = {
+        "OTEL_PYTHON_DISTRO": "distro",
+        "OTEL_PYTHON_CONFIGURATOR": "gevent",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.http_endpoint,
+    }
+    result = run_app(app, "instrument", env=env)
+    result.assert_clean()
+    assert [s.name for s in receiver.wait_for(1, signal="spans", timeout=30)] == ["beside-opentelemetry-distro"]
+    assert receiver.requests["spans"] == {"http": 1, "grpc": 0}
+
+
+def test_configurator_beside_opentelemetry_distro_keeps_the_users_protocol(tmp_path: Path, receiver) -> None:
+    app = write_app(
+        tmp_path,
+        """
+        from opentelemetry import trace
+        with trace.get_tracer("t").start_as_current_span("users-grpc"):
+            pass
+        """,
+    )
+    env = {**receiver.env("grpc"), "OTEL_PYTHON_DISTRO": "distro", "OTEL_PYTHON_CONFIGURATOR": "gevent"}
+    result = run_app(app, "instrument", env=env)
+    result.assert_clean()
+    assert [s.name for s in receiver.wait_for(1, signal="spans", timeout=30)] == ["users-grpc"]
+    assert receiver.requests["spans"]["http"] == 0

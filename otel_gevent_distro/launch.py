@@ -1,6 +1,7 @@
 """What the distro's ``sitecustomize.py`` runs at interpreter start-up.
 
-Order: bootstrap (patch, preload, integrations) before anything of
+Order: the program's folder on ``sys.path`` where ``opentelemetry-instrument``
+puts it; bootstrap (patch, preload, integrations) before anything of
 OpenTelemetry is imported; select this distro and configurator unless the
 user chose others; run OpenTelemetry's auto-instrumentation; then chain to
 the next ``sitecustomize`` found later on ``sys.path`` (Debian ships one),
@@ -24,6 +25,8 @@ _UPSTREAM_PATCH = "OTEL_PYTHON_AUTO_INSTRUMENTATION_EXPERIMENTAL_GEVENT_PATCH"
 
 def run_sitecustomize(sitecustomize_file: str) -> None:
     """Start telemetry for this interpreter, then run the next ``sitecustomize``."""
+    own_folder = Path(sitecustomize_file).resolve().parent
+    put_program_folder_on_path(own_folder)
     if not os.environ.get(_GUARD):
         os.environ[_GUARD] = "1"
         try:
@@ -32,7 +35,40 @@ def run_sitecustomize(sitecustomize_file: str) -> None:
             logger.exception("%sstart-up failed; the application runs without telemetry.", PREFIX)
         finally:
             os.environ.pop(_GUARD, None)
-    chain_next_sitecustomize(Path(sitecustomize_file).resolve().parent)
+    chain_next_sitecustomize(own_folder)
+
+
+def put_program_folder_on_path(own_folder: Path) -> None:
+    """Give the program the ``sys.path`` that ``opentelemetry-instrument`` gives it.
+
+    ``opentelemetry-instrument`` starts the program with the working folder on
+    ``PYTHONPATH`` right after its own folder (unless ``PYTHONPATH`` has it
+    already), so instrumentors that import the program's modules while
+    start-up runs (Django's reads ``DJANGO_SETTINGS_MODULE``) find them. Python
+    adds the script's folder to ``sys.path`` only after ``sitecustomize``, and
+    a console script (``gunicorn``) never adds the working folder at all: the
+    same entry goes in here, right after this ``sitecustomize``'s folder.
+    """
+    try:
+        program_folder = os.getcwd()
+    except OSError:  # the working folder was removed
+        return
+    listed = [os.path.abspath(entry) for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    if program_folder in listed:
+        return
+    position = 0
+    for index, entry in enumerate(sys.path):
+        if _same_folder(entry, own_folder):
+            position = index + 1
+            break
+    sys.path.insert(position, program_folder)
+
+
+def _same_folder(entry: str, folder: Path) -> bool:
+    try:
+        return Path(entry or ".").resolve() == folder
+    except OSError:
+        return False
 
 
 def _start() -> None:

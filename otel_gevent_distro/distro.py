@@ -1,8 +1,9 @@
 """The ``gevent`` distro (entry point group ``opentelemetry_distro``).
 
 Selected with ``OTEL_PYTHON_DISTRO=gevent``. Its :meth:`GeventDistro._configure`
-runs before any configurator or instrumentor: it runs the ordered bootstrap
-(patch, preload, integrations) and sets the defaults, including
+runs before any configurator or instrumentor: it runs the start-up sequence
+(:mod:`otel_gevent_distro.startup`) up to the SDK build: patch, preload,
+integrations, and the defaults, including
 ``OTEL_PYTHON_CONFIGURATOR=gevent`` so this distro's configurator builds the
 SDK even when ``opentelemetry-distro``'s configurator is installed beside it.
 """
@@ -14,8 +15,8 @@ from typing import Any
 
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 
-from otel_gevent_distro.bootstrap import bootstrap
 from otel_gevent_distro.defaults import DEFAULTS, apply_defaults, remember_user_environment
+from otel_gevent_distro.startup import start
 
 __all__ = ["DEFAULTS", "GeventDistro", "apply_defaults"]
 
@@ -43,6 +44,5 @@ class GeventDistro(BaseDistro):  # type: ignore[misc]
 
     def _configure(self, **kwargs: Any) -> None:
         remember_user_environment()
-        bootstrap()
-        apply_defaults()
+        start()
         quiet_configurator_notice()

@@ -1,8 +1,9 @@
 """What the distro's ``sitecustomize.py`` runs at interpreter start-up.
 
 Order: the program's folder on ``sys.path`` where ``opentelemetry-instrument``
-puts it; bootstrap (patch, preload, integrations) before anything of
-OpenTelemetry is imported; select this distro and configurator unless the
+puts it; the start-up sequence (:mod:`otel_gevent_distro.startup`) up to
+the defaults (patch, preload, integrations) before anything of OpenTelemetry
+is imported; select this distro and configurator unless the
 user chose others; run OpenTelemetry's auto-instrumentation; then chain to
 the next ``sitecustomize`` found later on ``sys.path`` (Debian ships one),
 which Python would otherwise never run. Nothing here raises into the program.
@@ -72,12 +73,14 @@ def _same_folder(entry: str, folder: Path) -> bool:
 
 
 def _start() -> None:
-    from otel_gevent_distro.bootstrap import bootstrap
     from otel_gevent_distro.defaults import remember_user_environment
     from otel_gevent_distro.patching import is_patched
+    from otel_gevent_distro.startup import start
 
     remember_user_environment()
-    bootstrap()
+    # The steps before the SDK; the defaults and the SDK follow when
+    # auto-instrumentation runs the gevent distro or configurator.
+    start(defaults=False)
     os.environ.setdefault("OTEL_PYTHON_DISTRO", "gevent")
     os.environ.setdefault("OTEL_PYTHON_CONFIGURATOR", "gevent")
     try:

@@ -49,7 +49,7 @@ ORDER_PROBE = """
     import json, sys
     import gevent.monkey
     from opentelemetry import trace
-    from otel_gevent_distro.bootstrap import bootstrap_result
+    from otel_gevent_distro.startup import bootstrap_result
     from otel_gevent_distro.configurator import GeventConfigurator
 
     result = bootstrap_result()
@@ -163,7 +163,7 @@ def test_already_patched_process_is_not_patched_again(tmp_path: Path, receiver) 
     app = write_app(
         tmp_path,
         """
-        from otel_gevent_distro.bootstrap import bootstrap_result
+        from otel_gevent_distro.startup import bootstrap_result
         r = bootstrap_result().patch
         print(r.patched_by_distro, r.already_patched)
         """,

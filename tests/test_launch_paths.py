@@ -265,3 +265,34 @@ def test_configurator_beside_opentelemetry_distro_keeps_the_users_protocol(tmp_p
     result.assert_clean()
     assert [s.name for s in receiver.wait_for(1, signal="spans", timeout=30)] == ["users-grpc"]
     assert receiver.requests["spans"]["http"] == 0
+
+
+@pytest.mark.parametrize("via", PATHS)
+def test_the_programs_folder_is_importable_while_start_up_runs(tmp_path: Path, receiver, via: str) -> None:
+    """What start-up imports (here a preload; Django's instrumentation reads the
+    settings module) finds the program's modules, and the program gets the
+    ``sys.path`` that ``opentelemetry-instrument`` gives it."""
+    (tmp_path / "startup_probe.py").write_text("import os, sys\nSEEN = os.getcwd() in sys.path\n")
+    app = write_app(
+        tmp_path,
+        """
+        import json, os, sys
+        import startup_probe
+        from otel_gevent_distro.startup import bootstrap_result
+        launcher = os.path.dirname(os.path.abspath(sys.modules["sitecustomize"].__file__))
+        here = os.getcwd()
+        print(json.dumps({
+            "preloaded": list(bootstrap_result().preload.imported),
+            "seen_during_start_up": startup_probe.SEEN,
+            "path_head": ["<launcher>" if p == launcher else "<here>" if p == here else "other" for p in sys.path[:3]],
+        }))
+        """,
+    )
+    env = {**receiver.env("http/protobuf"), "OTEL_PYTHON_GEVENT_PRELOAD": "startup_probe"}
+    result = run_app(app, via, env=env)
+    result.assert_clean()
+    assert json.loads(result.stdout) == {
+        "preloaded": ["magic", "startup_probe"],
+        "seen_during_start_up": True,
+        "path_head": ["<here>", "<launcher>", "<here>"],
+    }

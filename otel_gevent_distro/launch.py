@@ -27,7 +27,10 @@ _UPSTREAM_PATCH = "OTEL_PYTHON_AUTO_INSTRUMENTATION_EXPERIMENTAL_GEVENT_PATCH"
 def run_sitecustomize(sitecustomize_file: str) -> None:
     """Start telemetry for this interpreter, then run the next ``sitecustomize``."""
     own_folder = Path(sitecustomize_file).resolve().parent
-    put_program_folder_on_path(own_folder)
+    try:
+        put_program_folder_on_path(own_folder)
+    except Exception:  # noqa: BLE001 - never take the application down
+        logger.exception("%scould not put the working folder on sys.path.", PREFIX)
     if not os.environ.get(_GUARD):
         os.environ[_GUARD] = "1"
         try:

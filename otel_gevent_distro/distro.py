@@ -1,8 +1,9 @@
 """The ``gevent`` distro (entry point group ``opentelemetry_distro``).
 
 Selected with ``OTEL_PYTHON_DISTRO=gevent``. Its :meth:`GeventDistro._configure`
-runs before any configurator or instrumentor: it runs the ordered bootstrap
-(patch, preload, integrations) and sets the defaults, including
+runs before any configurator or instrumentor: it runs the start-up sequence
+(:mod:`otel_gevent_distro.startup`) up to the SDK build: patch, preload,
+integrations, and the defaults, including
 ``OTEL_PYTHON_CONFIGURATOR=gevent`` so this distro's configurator builds the
 SDK even when ``opentelemetry-distro``'s configurator is installed beside it.
 """
@@ -10,30 +11,14 @@ SDK even when ``opentelemetry-distro``'s configurator is installed beside it.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 
-from otel_gevent_distro.bootstrap import bootstrap
+from otel_gevent_distro.defaults import DEFAULTS, apply_defaults, remember_user_environment
+from otel_gevent_distro.startup import start
 
-#: Environment defaults, applied only where the user set nothing.
-DEFAULTS = {
-    "OTEL_TRACES_EXPORTER": "otlp",
-    "OTEL_METRICS_EXPORTER": "otlp",
-    "OTEL_LOGS_EXPORTER": "otlp",
-    # OTLP/HTTP rides on gevent's patched sockets and never freezes the hub;
-    # gRPC needs its gevent mode, which the distro also turns on when used.
-    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-    "OTEL_PYTHON_CONFIGURATOR": "gevent",
-}
-
-
-def apply_defaults() -> None:
-    """Set each of :data:`DEFAULTS` that the environment does not set."""
-    for name, value in DEFAULTS.items():
-        if not os.environ.get(name, "").strip():
-            os.environ[name] = value
+__all__ = ["DEFAULTS", "GeventDistro", "apply_defaults"]
 
 
 class _ChosenConfiguratorNotice(logging.Filter):
@@ -58,6 +43,6 @@ class GeventDistro(BaseDistro):  # type: ignore[misc]
     """Patch gevent first, then let auto-instrumentation build the SDK."""
 
     def _configure(self, **kwargs: Any) -> None:
-        bootstrap()
-        apply_defaults()
+        remember_user_environment()
+        start()
         quiet_configurator_notice()

@@ -28,6 +28,8 @@ from otel_gevent_distro.settings import Settings, get_settings, load_settings
 
 SIGNALS = ("traces", "metrics", "logs")
 PROTOCOLS = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
+#: What the SDK uses for ``otlp`` when no protocol variable is set.
+SDK_DEFAULT_PROTOCOL = "grpc"
 _OTLP_NAMES = ("otlp", "otlp_proto_grpc", "otlp_proto_http")
 #: The entry point of the distro's OTLP/HTTP exporter, for these signals.
 DISTRO_OTLP_HTTP = "gevent_otlp_proto_http"
@@ -36,10 +38,19 @@ _CREDENTIAL_PROVIDER = "OTEL_PYTHON_EXPORTER_OTLP_HTTP_{}CREDENTIAL_PROVIDER"
 
 
 def _protocol(signal: str, env: MutableMapping[str, str]) -> str:
+    """The OTLP protocol of ``signal``, chosen as the SDK chooses it.
+
+    The signal's own variable when it is non-empty, else the general one;
+    neither set means gRPC (the SDK's default, not the distro's: the distro's
+    default is set in the environment before this runs). An invalid value is
+    replaced, in the variable the SDK would read, by ``http/protobuf``.
+    """
     variable = f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL"
-    if not env.get(variable, "").strip():
+    if not env.get(variable):
         variable = "OTEL_EXPORTER_OTLP_PROTOCOL"
-    value = env.get(variable, "").strip() or "http/protobuf"
+    if not env.get(variable):
+        return SDK_DEFAULT_PROTOCOL
+    value = env[variable].strip()
     if value not in PROTOCOLS:
         logger.warning(
             "%s%s=%r is not valid (accepted: %s); using http/protobuf.", PREFIX, variable, value, ", ".join(PROTOCOLS)

@@ -1,7 +1,9 @@
 """What the distro's ``sitecustomize.py`` runs at interpreter start-up.
 
-Order: bootstrap (patch, preload, integrations) before anything of
-OpenTelemetry is imported; select this distro and configurator unless the
+Order: the program's folder on ``sys.path`` where ``opentelemetry-instrument``
+puts it; the start-up sequence (:mod:`otel_gevent_distro.startup`) up to
+the defaults (patch, preload, integrations) before anything of OpenTelemetry
+is imported; select this distro and configurator unless the
 user chose others; run OpenTelemetry's auto-instrumentation; then chain to
 the next ``sitecustomize`` found later on ``sys.path`` (Debian ships one),
 which Python would otherwise never run. Nothing here raises into the program.
@@ -24,6 +26,11 @@ _UPSTREAM_PATCH = "OTEL_PYTHON_AUTO_INSTRUMENTATION_EXPERIMENTAL_GEVENT_PATCH"
 
 def run_sitecustomize(sitecustomize_file: str) -> None:
     """Start telemetry for this interpreter, then run the next ``sitecustomize``."""
+    own_folder = Path(sitecustomize_file).resolve().parent
+    try:
+        put_program_folder_on_path(own_folder)
+    except Exception:  # noqa: BLE001 - never take the application down
+        logger.exception("%scould not put the working folder on sys.path.", PREFIX)
     if not os.environ.get(_GUARD):
         os.environ[_GUARD] = "1"
         try:
@@ -32,14 +39,51 @@ def run_sitecustomize(sitecustomize_file: str) -> None:
             logger.exception("%sstart-up failed; the application runs without telemetry.", PREFIX)
         finally:
             os.environ.pop(_GUARD, None)
-    chain_next_sitecustomize(Path(sitecustomize_file).resolve().parent)
+    chain_next_sitecustomize(own_folder)
+
+
+def put_program_folder_on_path(own_folder: Path) -> None:
+    """Give the program the ``sys.path`` that ``opentelemetry-instrument`` gives it.
+
+    ``opentelemetry-instrument`` starts the program with the working folder on
+    ``PYTHONPATH`` right after its own folder (unless ``PYTHONPATH`` has it
+    already), so instrumentors that import the program's modules while
+    start-up runs (Django's reads ``DJANGO_SETTINGS_MODULE``) find them. Python
+    adds the script's folder to ``sys.path`` only after ``sitecustomize``, and
+    a console script (``gunicorn``) never adds the working folder at all: the
+    same entry goes in here, right after this ``sitecustomize``'s folder.
+    """
+    try:
+        program_folder = os.getcwd()
+    except OSError:  # the working folder was removed
+        return
+    listed = [os.path.abspath(entry) for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    if program_folder in listed:
+        return
+    position = 0
+    for index, entry in enumerate(sys.path):
+        if _same_folder(entry, own_folder):
+            position = index + 1
+            break
+    sys.path.insert(position, program_folder)
+
+
+def _same_folder(entry: str, folder: Path) -> bool:
+    try:
+        return Path(entry or ".").resolve() == folder
+    except OSError:
+        return False
 
 
 def _start() -> None:
-    from otel_gevent_distro.bootstrap import bootstrap
+    from otel_gevent_distro.defaults import remember_user_environment
     from otel_gevent_distro.patching import is_patched
+    from otel_gevent_distro.startup import start
 
-    bootstrap()
+    remember_user_environment()
+    # The steps before the SDK; the defaults and the SDK follow when
+    # auto-instrumentation runs the gevent distro or configurator.
+    start(defaults=False)
     os.environ.setdefault("OTEL_PYTHON_DISTRO", "gevent")
     os.environ.setdefault("OTEL_PYTHON_CONFIGURATOR", "gevent")
     try:

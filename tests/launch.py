@@ -44,7 +44,7 @@ NOISE = re.compile(f"{ERRORS.pattern}|{LOSS.pattern}", re.MULTILINE)
 #: Instrumentations of the server tests' libraries: importing them costs about
 #: two seconds per launch, so programs that do not use those libraries run
 #: without them. Server tests turn them back on with :data:`ALL_INSTRUMENTATIONS`.
-SERVER_INSTRUMENTATIONS = "flask,celery,requests,threading"
+SERVER_INSTRUMENTATIONS = "flask,django,celery,requests,threading"
 ALL_INSTRUMENTATIONS = {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": ""}
 
 

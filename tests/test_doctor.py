@@ -114,3 +114,33 @@ def test_old_gevent_with_stock_processors_is_flagged() -> None:
     else:
         assert "fork-assertion" not in codes(report)
     assert "configurator-not-selected" in codes(report)
+
+
+def test_every_launch_path_starts_the_same() -> None:
+    """The same variables through ``opentelemetry-instrument``, the sitecustomize
+    folder, and the configurator selected alone beside ``opentelemetry-distro``:
+    the probe, started like the application, finds the same start-up."""
+    same = {"OTEL_PYTHON_GEVENT_PRELOAD": "json", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+    paths = {
+        "instrument": ({**same, "OTEL_PYTHON_DISTRO": "gevent"}, "instrument"),
+        "sitecustomize": ({**same, "PYTHONPATH": sitecustomize_folder()}, "sitecustomize"),
+        "configurator-alone": (
+            {**same, "OTEL_PYTHON_DISTRO": "distro", "OTEL_PYTHON_CONFIGURATOR": "gevent"},
+            "instrument",
+        ),
+    }
+    probes, problems = {}, {}
+    for name, (env, via) in paths.items():
+        _, report = doctor(env, "--via", via)
+        probes[name], problems[name] = report["probe"], codes(report)
+    assert problems["instrument"] == problems["sitecustomize"] == set()
+    # opentelemetry-distro's distro imports the SDK's modules before any code of
+    # this package runs: patching comes after that import there, by construction.
+    assert problems["configurator-alone"] == {"distro-not-selected", "late-patch"}
+    assert probes["configurator-alone"]["patching"].pop("sdk_imported_before_patch") is True
+    assert probes["instrument"]["sdk"]["span_exporters"] == ["otel_gevent_distro.export.otlp_http.OtlpHttpSpanExporter"]
+    assert probes["instrument"]["preload"]["imported"] == ["magic", "json"]
+    assert probes["instrument"]["patching"].pop("sdk_imported_before_patch") is False
+    assert probes["sitecustomize"]["patching"].pop("sdk_imported_before_patch") is False
+    assert probes["sitecustomize"] == probes["instrument"]
+    assert probes["configurator-alone"] == probes["instrument"]

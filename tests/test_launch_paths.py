@@ -49,7 +49,7 @@ ORDER_PROBE = """
     import json, sys
     import gevent.monkey
     from opentelemetry import trace
-    from otel_gevent_distro.bootstrap import bootstrap_result
+    from otel_gevent_distro.startup import bootstrap_result
     from otel_gevent_distro.configurator import GeventConfigurator
 
     result = bootstrap_result()
@@ -163,7 +163,7 @@ def test_already_patched_process_is_not_patched_again(tmp_path: Path, receiver) 
     app = write_app(
         tmp_path,
         """
-        from otel_gevent_distro.bootstrap import bootstrap_result
+        from otel_gevent_distro.startup import bootstrap_result
         r = bootstrap_result().patch
         print(r.patched_by_distro, r.already_patched)
         """,
@@ -226,3 +226,73 @@ def test_a_process_that_emits_nothing_sends_nothing(tmp_path: Path, receiver, vi
     result = run_app(write_app(tmp_path, "print('quiet')\n"), via, env=receiver.env("http/protobuf"))
     result.assert_clean()
     assert receiver.requests == {signal: {"http": 0, "grpc": 0} for signal in ("spans", "metrics", "logs")}
+
+
+def test_configurator_selected_beside_opentelemetry_distro_exports_over_http(tmp_path: Path, receiver) -> None:
+    """``opentelemetry-distro``'s distro runs first and sets its own defaults
+    (OTLP/gRPC); the gevent configurator then applies the distro's defaults,
+    which the user did not override: the span arrives over OTLP/HTTP."""
+    app = write_app(
+        tmp_path,
+        """
+        from opentelemetry import trace
+        with trace.get_tracer("t").start_as_current_span("beside-opentelemetry-distro"):
+            pass
+        """,
+    )
+    env = {
+        "OTEL_PYTHON_DISTRO": "distro",
+        "OTEL_PYTHON_CONFIGURATOR": "gevent",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.http_endpoint,
+    }
+    result = run_app(app, "instrument", env=env)
+    result.assert_clean()
+    assert [s.name for s in receiver.wait_for(1, signal="spans", timeout=30)] == ["beside-opentelemetry-distro"]
+    assert receiver.requests["spans"] == {"http": 1, "grpc": 0}
+
+
+def test_configurator_beside_opentelemetry_distro_keeps_the_users_protocol(tmp_path: Path, receiver) -> None:
+    app = write_app(
+        tmp_path,
+        """
+        from opentelemetry import trace
+        with trace.get_tracer("t").start_as_current_span("users-grpc"):
+            pass
+        """,
+    )
+    env = {**receiver.env("grpc"), "OTEL_PYTHON_DISTRO": "distro", "OTEL_PYTHON_CONFIGURATOR": "gevent"}
+    result = run_app(app, "instrument", env=env)
+    result.assert_clean()
+    assert [s.name for s in receiver.wait_for(1, signal="spans", timeout=30)] == ["users-grpc"]
+    assert receiver.requests["spans"]["http"] == 0
+
+
+@pytest.mark.parametrize("via", PATHS)
+def test_the_programs_folder_is_importable_while_start_up_runs(tmp_path: Path, receiver, via: str) -> None:
+    """What start-up imports (here a preload; Django's instrumentation reads the
+    settings module) finds the program's modules, and the program gets the
+    ``sys.path`` that ``opentelemetry-instrument`` gives it."""
+    (tmp_path / "startup_probe.py").write_text("import os, sys\nSEEN = os.getcwd() in sys.path\n")
+    app = write_app(
+        tmp_path,
+        """
+        import json, os, sys
+        import startup_probe
+        from otel_gevent_distro.startup import bootstrap_result
+        launcher = os.path.dirname(os.path.abspath(sys.modules["sitecustomize"].__file__))
+        here = os.getcwd()
+        print(json.dumps({
+            "preloaded": list(bootstrap_result().preload.imported),
+            "seen_during_start_up": startup_probe.SEEN,
+            "path_head": ["<launcher>" if p == launcher else "<here>" if p == here else "other" for p in sys.path[:3]],
+        }))
+        """,
+    )
+    env = {**receiver.env("http/protobuf"), "OTEL_PYTHON_GEVENT_PRELOAD": "startup_probe"}
+    result = run_app(app, via, env=env)
+    result.assert_clean()
+    assert json.loads(result.stdout) == {
+        "preloaded": ["magic", "startup_probe"],
+        "seen_during_start_up": True,
+        "path_head": ["<here>", "<launcher>", "<here>"],
+    }

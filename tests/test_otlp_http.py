@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.sdk import _configuration as sdk_configuration
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, LogRecordExportResult, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
@@ -753,7 +754,14 @@ def test_instrumented_program_exports_through_the_chosen_exporter(
 
 
 def _checked(**env: str) -> tuple[dict[str, list[str]], dict[str, str]]:
-    environ = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_LOGS_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp", **env}
+    """The check on the distro's defaults (set before it runs), changed by ``env``."""
+    environ = {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_LOGS_EXPORTER": "otlp",
+        "OTEL_METRICS_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        **env,
+    }
     return check_exporters(environ), environ
 
 
@@ -765,6 +773,16 @@ def test_exporter_check_picks_the_distros_exporter_for_otlp_http_signals() -> No
     kept, _ = _checked(OTEL_TRACES_EXPORTER="otlp_proto_http,console", OTEL_EXPORTER_OTLP_LOGS_PROTOCOL="grpc")
     assert kept["traces"] == [DISTRO_OTLP_HTTP, "console"]
     assert kept["logs"] == ["otlp"], "OTLP/gRPC keeps upstream's exporter"
+
+
+def test_exporter_check_resolves_the_protocol_as_the_sdk_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No protocol variable: the SDK builds OTLP/gRPC, so that is what is checked."""
+    for variable in ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"):
+        monkeypatch.delenv(variable, raising=False)
+    assert sdk_configuration._get_exporter_entry_point("otlp", "traces") == "otlp_proto_grpc"
+    assert check_exporters({"OTEL_TRACES_EXPORTER": "otlp"})["traces"] == ["otlp"]
+    kept, _ = _checked(OTEL_EXPORTER_OTLP_PROTOCOL="grpc", OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="http/protobuf")
+    assert kept["traces"] == [DISTRO_OTLP_HTTP] and kept["logs"] == kept["metrics"] == ["otlp"]
 
 
 def test_exporter_check_keeps_upstreams_when_asked_or_needed(caplog: Any) -> None:

@@ -63,7 +63,7 @@ def _integrations() -> dict[str, bool]:
 
 
 def _preload() -> dict[str, list[str]]:
-    from otel_gevent_distro.bootstrap import bootstrap_result
+    from otel_gevent_distro.startup import bootstrap_result
 
     result = bootstrap_result()
     if result is None or result.preload is None:
@@ -78,7 +78,7 @@ def _preload() -> dict[str, list[str]]:
 def collect() -> dict[str, Any]:
     """Everything the probe can see, each part guarded so one failure costs one part."""
     report: dict[str, Any] = {
-        "started": "otel_gevent_distro.bootstrap" in sys.modules,
+        "started": "otel_gevent_distro.startup" in sys.modules,
         "configurator_ran": _configurator_ran(),
     }
     for name, part in (("patching", _patching), ("preload", _preload), ("integrations", _integrations), ("sdk", _sdk)):

@@ -41,7 +41,7 @@ class GeventInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         try:
             import gevent  # noqa: F401
         except ImportError:
-            # The bootstrap already said, once, that gevent cannot be imported.
+            # Start-up already said, once, that gevent cannot be imported.
             return
         greenlets.install()
         threadpool.install()

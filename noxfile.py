@@ -1,10 +1,10 @@
 """Test matrix: every claimed Python, both ends of gevent, and the oldest OpenTelemetry.
 
 ``nox`` runs ``lint`` and every ``tests`` cell; ``nox -s tests`` only the
-matrix; ``nox -s "tests(3.13-gevent-24.10.1)"`` one cell (``nox -l`` lists them);
+matrix; ``nox -s "tests(3.13-gevent-24.10.3)"`` one cell (``nox -l`` lists them);
 ``nox -s canaries`` the upstream canaries, which do not gate (tests/conftest.py).
 
-The package claims Python 3.10-3.13, gevent 24.2.1 or newer (24.10.1 or newer
+The package claims Python 3.10-3.13, gevent 24.2.1 or newer (24.10.3 or newer
 on Python 3.13, the first gevent with 3.13 wheels; 24.2.1 has none there) and
 opentelemetry-sdk 1.40 / instrumentation 0.61b0 or newer. Not every product of
 those runs: each cell costs a few minutes on a 2-core machine. The cells are
@@ -15,7 +15,7 @@ Python        gevent           why
 3.10          24.2.1           oldest Python with the oldest gevent
 3.11          newest           the Python the benchmarks use
 3.12          newest           newest gevent on 3.12
-3.13          24.10.1          oldest gevent that installs on 3.13
+3.13          24.10.3          oldest gevent that works on 3.13
 3.13          newest           newest Python with the newest gevent
 3.12          newest           oldest OpenTelemetry the package allows
                                (SDK/API/exporters 1.40, instrumentation and
@@ -23,7 +23,7 @@ Python        gevent           why
 ============  ===============  =============================================
 
 so every claimed Python runs, the newest gevent on three Pythons, the oldest
-gevent wherever it differs (24.2.1 is the floor up to 3.12, 24.10.1 on 3.13),
+gevent wherever it differs (24.2.1 is the floor up to 3.12, 24.10.3 on 3.13),
 and the OpenTelemetry floor once. 24.2.1 on 3.11/3.12 is left out to keep the
 run short: about 4-6 minutes a cell on a 2-core machine, so six cells
 and lint stay near half an hour. ``noxfile.py`` is the place to
@@ -54,7 +54,7 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 LATEST = "newest"
 OLD_OTEL = "1.40"
 #: gunicorn 24 and later refuse gevent older than 24.10.1; with greenlet 3.5.1 and
-#: later, gevent 24.2.1 and 24.10.1 print "RuntimeError: greenlet is being finalized"
+#: later, gevent 24.2.1 and 24.10.x print "RuntimeError: greenlet is being finalized"
 #: (after "Exception ignored in") at exit.
 OLD_GEVENT_PINS = {"24.2.1": ["gunicorn<24", "greenlet<=3.5.0"], "24.10.3": ["greenlet<=3.5.0"]}
 #: The oldest OpenTelemetry the package allows, and the instrumentations of that release.

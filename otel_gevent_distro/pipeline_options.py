@@ -82,15 +82,20 @@ def env_number(
         _invalid(name, raw, accepted, default)
         return default
     if value > maximum:
-        logger.warning("%s%s=%r is larger than %g; using %g.", PREFIX, name, raw, maximum, maximum)
+        logger.warning("%s%s=%r is larger than %s; using %s.", PREFIX, name, raw, _plain(maximum), _plain(maximum))
         return maximum
     return value
+
+
+def _plain(number: float) -> str:
+    """A bound as people write it: ``10000000``, not ``1e+07``."""
+    return str(int(number)) if float(number).is_integer() else str(number)
 
 
 def _bounded(value: float, maximum: float, name: str) -> float:
     """An argument given in code, clamped to ``maximum`` with one warning."""
     if value > maximum:
-        logger.warning("%s%s=%r is larger than %g; using %g.", PREFIX, name, value, maximum, maximum)
+        logger.warning("%s%s=%r is larger than %s; using %s.", PREFIX, name, value, _plain(maximum), _plain(maximum))
         return maximum
     return value
 

@@ -4,8 +4,9 @@ Some libraries fork or spawn a process when they are imported (python-magic
 runs ``ldconfig -p`` through ``subprocess`` to find libmagic). Imported after
 the SDK's batch workers exist, each such child runs the SDK's at-fork hooks.
 This module imports them after patching and before the SDK is built. A library
-that is not installed is skipped quietly; one that fails to import gives one
-warning, and start-up goes on.
+of the built-in catalog that is not installed is skipped quietly; a module the
+user named in ``OTEL_PYTHON_GEVENT_PRELOAD`` that is not installed, or any
+module that fails to import, gives one warning, and start-up goes on.
 """
 
 from __future__ import annotations
@@ -68,7 +69,14 @@ def preload(settings: Settings) -> PreloadResult:
     failed: list[str] = []
     for module in modules_to_preload(settings):
         if not _is_installed(module):
-            logger.debug("%spreload: %s is not installed, skipped.", PREFIX, module)
+            if module in settings.preload:
+                logger.warning(
+                    "%sOTEL_PYTHON_GEVENT_PRELOAD names %s, which is not installed; nothing preloaded for it.",
+                    PREFIX,
+                    module,
+                )
+            else:
+                logger.debug("%spreload: %s is not installed, skipped.", PREFIX, module)
             missing.append(module)
             continue
         try:

@@ -50,9 +50,14 @@ def test_bad_option_is_one_line_and_spans_still_arrive(
     assert [s.name for s in receiver.wait_for(1, signal="spans", timeout=30)] == ["still-traced"]
 
 
-def test_missing_preload_module_is_silent(tmp_path: Path, receiver) -> None:
+def test_missing_preload_module_is_one_line_each(tmp_path: Path, receiver) -> None:
     result = launch(tmp_path, receiver, {"OTEL_PYTHON_GEVENT_PRELOAD": "no_such_module_here,no_such.pkg"})
-    assert result.warnings() == []
+    assert result.warnings() == [
+        "otel-gevent-distro: OTEL_PYTHON_GEVENT_PRELOAD names no_such_module_here, which is not installed; "
+        "nothing preloaded for it.",
+        "otel-gevent-distro: OTEL_PYTHON_GEVENT_PRELOAD names no_such.pkg, which is not installed; "
+        "nothing preloaded for it.",
+    ], result.stderr
 
 
 def test_preload_that_raises_is_one_warning(tmp_path: Path, receiver) -> None:

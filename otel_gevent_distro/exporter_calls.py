@@ -78,18 +78,23 @@ def interrupt_at(deadline: float) -> float:
     return deadline - min(INTERRUPT_GRACE_MAX_S, left * INTERRUPT_GRACE_SHARE)
 
 
+#: Threads kept in the pool of an export thread's own gevent hub (name resolution).
+EXPORT_THREAD_POOL_THREADS = 2
+
+
 def prepare_export_thread(exporter: Any) -> Callable[[], None] | None:
     """What an export thread must do first for ``exporter``, when anything.
 
     An exporter that uses gevent's patched sockets on the export thread (upstream's
-    ``requests``-based OTLP/HTTP exporter, kept by choice) gets a gevent hub of
+    OTLP/HTTP exporter, kept by choice, or any other exporter) gets a gevent hub of
     that thread and, for name resolution, a thread pool of that hub. Python 3.12
-    cannot start the pool's thread at interpreter exit, so a first export at
-    exit would fail: resolving a name once, when the thread starts, creates both.
+    cannot start the pool's threads at interpreter exit, so a first export at
+    exit would fail: when the thread starts, its pool is given its threads and
+    a name is resolved once.
     The distro's exporters need nothing.
     """
-    if hasattr(exporter, "export_until") or not hasattr(exporter, "_session"):
-        return None
+    if hasattr(exporter, "export_until") or "grpc" in type(exporter).__module__:
+        return None  # the distro's exporters and gRPC never use gevent's sockets on the thread
     monkey = sys.modules.get("gevent.monkey")
     if monkey is None or not monkey.is_module_patched("socket"):
         return None
@@ -97,6 +102,11 @@ def prepare_export_thread(exporter: Any) -> Callable[[], None] | None:
     def resolve_once() -> None:
         import socket
 
+        import gevent
+
+        # This thread's own hub and pool: the pool adds a thread whenever its tasks
+        # outnumber its threads, so it gets spares now, while threads can start.
+        gevent.get_hub().threadpool.size = EXPORT_THREAD_POOL_THREADS
         socket.getaddrinfo("localhost", 0)
         import netrc  # noqa: F401 - requests imports it on its first request
 

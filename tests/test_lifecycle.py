@@ -197,7 +197,8 @@ SIGTERM_APP = """
     print("ready", flush=True)
     while True:
         with tracer.start_as_current_span(f"span-{made}"):
-            made += 1
+            pass
+        made += 1  # counted once ended: a span the signal interrupts mid-end() is not counted
         time.sleep(0.002)
 """
 
@@ -227,7 +228,9 @@ def test_sigterm_handled_by_the_program_delivers_what_it_made(tmp_path: Path, re
     made = _last_json(result)["made"]
     names = Counter(span.name for span in receiver.spans())
     assert set(names.values()) <= {1}, "duplicates"
-    assert len(names) == made, f"{len(names)} of {made} arrived"
+    # Python runs the handler between any two bytecodes: when that is inside the SDK's
+    # span.end(), the span never reaches a processor (stock loses it too); all others arrive.
+    assert made <= len(names) <= made + 1, f"{len(names)} arrived, {made} made"
 
 
 # --- OTLP/gRPC at exit ---------------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import _thread
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -72,12 +71,3 @@ class Bell:
     def wait(self, timeout_s: float) -> bool:
         """Block this OS thread until rung or ``timeout_s`` passed; True when rung."""
         return bool(self._lock.acquire(True, max(0.0, min(timeout_s, _thread.TIMEOUT_MAX))))
-
-
-def sleep(seconds: float) -> None:
-    """Block only this OS thread for ``seconds`` (gevent's patched ``time.sleep`` would switch)."""
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None and monkey.is_module_patched("time"):
-        monkey.get_original("time", "sleep")(seconds)
-    else:
-        time.sleep(seconds)

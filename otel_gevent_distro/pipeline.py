@@ -67,12 +67,10 @@ class DropReporter:
         self._capacity = capacity
         self._limiter = RateLimiter(interval_s)
         self._reported = 0
-        self.lines = 0
 
     def report_if_due(self, total: int) -> None:
         if total > self._reported and self._limiter.take():
             count, self._reported = total - self._reported, total
-            self.lines += 1
             logger.warning(
                 "%sexport queue full (%d %s): dropped %d %s (%d in total). The collector is slow or "
                 "unreachable, or telemetry is produced faster than it can be exported.",

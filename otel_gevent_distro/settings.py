@@ -128,14 +128,19 @@ def parse_modules(variable: str, value: str | None) -> tuple[str, ...]:
     return tuple(modules)
 
 
+def _float_or_nan(value: str) -> float:
+    """``value`` as a float; NaN (which fails every range check) when it is not a number."""
+    try:
+        return float(value.strip())
+    except ValueError:
+        return float("nan")
+
+
 def parse_seconds(variable: str, value: str | None, default: float, minimum: float) -> float:
     """A number of seconds, at least ``minimum``."""
     if value is None or not value.strip():
         return default
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        seconds = float("nan")
+    seconds = _float_or_nan(value)
     if not seconds >= minimum or seconds == float("inf"):
         _warn(variable, value, f"a finite number of seconds >= {minimum:g}", f"using {default:g}")
         return default
@@ -146,10 +151,7 @@ def parse_millis(variable: str, value: str | None, default: float, maximum: floa
     """A number of milliseconds from 0 to ``maximum``; larger values are clamped to ``maximum``."""
     if value is None or not value.strip():
         return default
-    try:
-        millis = float(value.strip())
-    except ValueError:
-        millis = float("nan")
+    millis = _float_or_nan(value)
     if not millis >= 0:
         _warn(variable, value, f"milliseconds from 0 to {maximum:g}", f"using {default:g}")
         return default

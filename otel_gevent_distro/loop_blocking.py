@@ -25,6 +25,13 @@ That is the start of the loop iteration the block happened in, so the
 duration covers everything that kept the loop from polling. Without a
 calibration the start is the monitor's first sighting minus
 ``max_blocking_time``, which reads short by up to ``max_blocking_time``.
+
+At exit the pipelines' shutdowns hold the hub's thread on purpose while the
+export threads deliver what is left (:mod:`otel_gevent_distro.exit_budget`).
+That wait is not a block of the application: when the exit budget starts,
+the reporter unsubscribes and stops gevent's monitor thread, so the exit
+neither records a block nor (gevent without ``print_blocking_reports``)
+prints a blocking report among the program's last lines.
 """
 
 from __future__ import annotations
@@ -145,6 +152,9 @@ class BlockReporter:
             events.subscribers.append(self.on_event)
             self._subscribed = True
         self.calibrate()
+        from otel_gevent_distro import exit_budget
+
+        exit_budget.register(self)
         with warnings.catch_warnings():
             # gevent also watches memory when psutil is installed, and warns otherwise.
             warnings.filterwarnings("ignore", message="Unable to monitor memory usage")
@@ -160,6 +170,20 @@ class BlockReporter:
             with contextlib.suppress(ValueError):
                 events.subscribers.remove(self.on_event)
         self._pending.clear()
+
+    def begin_exit(self, deadline: float) -> None:
+        """The process is exiting: stop reporting, and stop gevent's monitor thread.
+
+        Called from the thread that starts the exit budget (the hub's, at
+        ``atexit``); gevent's public ``kill()`` only clears a flag and takes the
+        switch tracer out, the monitor thread ends at its next wake-up.
+        """
+        self.stop()
+        monitor = getattr(self._hub, "periodic_monitoring_thread", None)
+        kill = getattr(monitor, "kill", None)
+        if callable(kill):
+            with contextlib.suppress(Exception):
+                kill()
 
     def calibrate(self) -> None:
         """Measure how the hub loop's clock maps to ``time.perf_counter`` (in the hub's thread)."""

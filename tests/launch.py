@@ -90,8 +90,13 @@ class Result:
         assert not found, f"noise in stderr: {found.group(0) if found else ''!r}{detail}"
 
     def warnings(self) -> list[str]:
-        """The distro's own log lines in stderr."""
-        return [line for line in self.stderr.splitlines() if line.startswith("otel-gevent-distro:")]
+        """The distro's own log lines in stderr.
+
+        A line may begin after text another thread wrote without a line end
+        (gevent's monitor prints reports line by line): it is taken from its prefix on.
+        """
+        prefix = "otel-gevent-distro:"
+        return [line[line.index(prefix) :] for line in self.stderr.splitlines() if prefix in line]
 
 
 def write_app(folder: Path, source: str, name: str = "app.py") -> Path:

@@ -335,3 +335,36 @@ def test_off_switch_sends_no_health_telemetry(tmp_path: Path, receiver: Any) -> 
     receiver.wait_for(lambda m: m.name == "app.heartbeat", signal="metrics", timeout=30)
     assert not [m.name for m in receiver.metrics() if m.name.startswith("gevent.")]
     assert not [log for log in receiver.logs() if log.event_name == BLOCKED_EVENT]
+
+
+# -- the exit: waiting for the export threads is not a block --------------------
+
+EXIT_APP = """
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer("exiting-app")
+    for _ in range(50):
+        with tracer.start_as_current_span("left-for-the-exit"):
+            pass
+    print("done")
+"""
+
+
+def test_the_exit_wait_is_not_reported_as_a_block(tmp_path: Path, blackhole: Any) -> None:
+    # The collector accepts and never answers: the shutdown holds the hub's
+    # thread for the whole exit budget (1 s), ten times gevent's blocking
+    # threshold. gevent is asked to print its reports, so a block seen at exit
+    # would show in stderr on every gevent version.
+    env = {
+        **blackhole.env("http/protobuf"),
+        "OTEL_PYTHON_GEVENT_EXIT_TIMEOUT": "1000",
+        "GEVENT_MAX_BLOCKING_TIME": "0.1",
+    }
+    if GEVENT_CAN_STAY_QUIET:
+        env["GEVENT_MONITOR_PRINT_BLOCKING_REPORTS"] = "true"
+    result = run_app(write_app(tmp_path, EXIT_APP), "instrument", env=env)
+    result.assert_clean(loss_expected=True)  # the spans are lost on purpose
+    assert result.stdout.strip() == "done"
+    assert blackhole.accepted >= 1
+    assert "appears to be blocked" not in result.stderr
+    assert any("were not delivered" in line for line in result.warnings()), result.stderr

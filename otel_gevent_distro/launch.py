@@ -31,7 +31,7 @@ def run_sitecustomize(sitecustomize_file: str) -> None:
         put_program_folder_on_path(own_folder)
     except Exception:  # noqa: BLE001 - never take the application down
         logger.exception("%scould not put the working folder on sys.path.", PREFIX)
-    if not os.environ.get(_GUARD):
+    if not os.environ.get(_GUARD) and not _is_the_distros_own_command():
         os.environ[_GUARD] = "1"
         try:
             _start()
@@ -40,6 +40,19 @@ def run_sitecustomize(sitecustomize_file: str) -> None:
         finally:
             os.environ.pop(_GUARD, None)
     chain_next_sitecustomize(own_folder)
+
+
+def _is_the_distros_own_command() -> bool:
+    """``otel-gevent-distro doctor`` and friends: they inspect telemetry, they make none.
+
+    With the folder on ``PYTHONPATH`` the command's own interpreter would
+    otherwise start the SDK and export its health metrics at exit (to a
+    collector that may not answer, for the whole exit budget).
+    """
+    argv = list(getattr(sys, "orig_argv", None) or sys.argv)
+    if any(Path(arg).name == "otel-gevent-distro" for arg in argv[:2]):
+        return True
+    return any(argv[i] == "-m" and argv[i + 1] == "otel_gevent_distro.cli" for i in range(len(argv) - 1))
 
 
 def put_program_folder_on_path(own_folder: Path) -> None:

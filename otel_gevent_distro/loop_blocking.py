@@ -159,7 +159,24 @@ class BlockReporter:
             # gevent also watches memory when psutil is installed, and warns otherwise.
             warnings.filterwarnings("ignore", message="Unable to monitor memory usage")
             self._hub.start_periodic_monitoring_thread()
+        self._check_monitor_internals()
         return True
+
+    def _check_monitor_internals(self) -> None:
+        """gevent's monitor keeps what forked children need in private attributes: say when they moved."""
+        monitor = getattr(self._hub, "periodic_monitoring_thread", None)
+        if monitor is None:
+            return
+        missing = [name for name in ("_greenlet_tracer", "_on_fork") if not hasattr(monitor, name)]
+        if missing:
+            from otel_gevent_distro.upstream_checks import report_miss
+
+            report_miss(
+                "the block reporting in forked children",
+                "gevent",
+                f"its monitor thread has no {' or '.join(missing)}; "
+                "a child forked without gevent's reinit may report no blocks",
+            )
 
     def stop(self) -> None:
         """Unsubscribe (gevent's monitor thread itself keeps running)."""

@@ -85,12 +85,16 @@ def start(*, defaults: bool = True, build_sdk: Callable[[], bool] | None = None)
         #    resource refresh made thread-free.
         from otel_gevent_distro.exporters import check_exporters
         from otel_gevent_distro.resource_refresh import install as refresh_resources_without_threads
+        from otel_gevent_distro.upstream_checks import check_resource_refresh, check_sdk
 
         check_exporters()
-        refresh_resources_without_threads()
+        check_resource_refresh(refresh_resources_without_threads())
         _sdk_built = True
         if not build_sdk():
             return _before_sdk
+        # What the distro put into the SDK through its internals is in place:
+        # checked, and one warning per part that is not.
+        check_sdk()
         from otel_gevent_distro import exit_budget
         from otel_gevent_distro.health import start_health_monitoring
         from otel_gevent_distro.servers import after_server_fork

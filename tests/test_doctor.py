@@ -41,6 +41,10 @@ def test_healthy_instrument_setup() -> None:
     assert probe["preload"]["imported"] == ["magic"]
     assert probe["configurator_ran"] is True
     assert probe["sdk"]["span_processors"] == ["otel_gevent_distro.span_processor.GeventBatchSpanProcessor"]
+    # Read where each SDK keeps them (1.40 and 1.45 differ for metric readers).
+    assert probe["sdk"]["metric_readers"] == ["otel_gevent_distro.metric_reader.GeventPeriodicMetricReader"]
+    assert probe["sdk"]["log_processors"] == ["otel_gevent_distro.log_processor.GeventBatchLogRecordProcessor"]
+    assert probe["upstream_misses"] == []
     assert report["environment"]["selection"]["configurator"] == "gevent"
     assert report["environment"]["versions"]["gevent"]
     assert report["environment"]["options"]["sources"]["OTEL_PYTHON_GEVENT_PATCH"] == "default"
@@ -136,7 +140,8 @@ def test_every_launch_path_starts_the_same() -> None:
     assert problems["instrument"] == problems["sitecustomize"] == set()
     # opentelemetry-distro's distro imports the SDK's modules before any code of
     # this package runs: patching comes after that import there, by construction.
-    assert problems["configurator-alone"] == {"distro-not-selected", "late-patch"}
+    # The doctor names the cause (the other distro) with the consequence in its message.
+    assert problems["configurator-alone"] == {"distro-not-selected"}
     assert probes["configurator-alone"]["patching"].pop("sdk_imported_before_patch") is True
     assert probes["instrument"]["sdk"]["span_exporters"] == ["otel_gevent_distro.export.otlp_http.OtlpHttpSpanExporter"]
     assert probes["instrument"]["preload"]["imported"] == ["magic", "json"]
@@ -144,3 +149,91 @@ def test_every_launch_path_starts_the_same() -> None:
     assert probes["sitecustomize"]["patching"].pop("sdk_imported_before_patch") is False
     assert probes["sitecustomize"] == probes["instrument"]
     assert probes["configurator-alone"] == probes["instrument"]
+
+
+# -- the causes, not their symptoms ---------------------------------------------------
+
+
+def _entry_points_first(tmp_path: Path, distro: str, target: str) -> str:
+    """A folder for the front of PYTHONPATH whose distribution declares ``distro`` first."""
+    info = tmp_path / "aaa_first-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: aaa-first\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[opentelemetry_distro]\n{distro} = {target}\n")
+    return str(tmp_path)
+
+
+def test_another_distro_found_first_is_one_problem_with_its_fix(tmp_path: Path) -> None:
+    folder = _entry_points_first(tmp_path, "distro", "opentelemetry.distro:OpenTelemetryDistro")
+    returncode, report = doctor({"PYTHONPATH": folder}, "--via", "instrument")
+    assert returncode == 1
+    (finding,) = report["findings"]
+    assert finding["code"] == "distro-not-selected"
+    assert finding["advice"] == "set OTEL_PYTHON_DISTRO=gevent"
+    assert "first one installed" in finding["message"]
+
+
+def test_the_gevent_distro_chosen_by_directory_order_is_a_warning(tmp_path: Path) -> None:
+    folder = _entry_points_first(tmp_path, "gevent", "otel_gevent_distro.distro:GeventDistro")
+    returncode, report = doctor({"PYTHONPATH": folder}, "--via", "instrument")
+    assert returncode == 0, report["findings"]
+    warnings = [f for f in report["findings"] if f["severity"] == "warning"]
+    assert [f["code"] for f in warnings] == ["distro-by-directory-order"]
+    assert warnings[0]["advice"] == "set OTEL_PYTHON_DISTRO=gevent"
+    # Named, the choice no longer rests on the order.
+    returncode, report = doctor({"PYTHONPATH": folder, "OTEL_PYTHON_DISTRO": "gevent"}, "--via", "instrument")
+    assert returncode == 0
+    assert [f["code"] for f in report["findings"]] == ["healthy"]
+
+
+def test_every_problem_comes_with_advice(tmp_path: Path) -> None:
+    cases = [
+        {"OTEL_PYTHON_DISTRO": "distro"},
+        {"OTEL_PYTHON_DISTRO": "gevent", "OTEL_PYTHON_CONFIGURATOR": "configurator"},
+        {"OTEL_PYTHON_DISTRO": "gevent", "OTEL_PYTHON_GEVENT_PATCH": "bogus"},
+    ]
+    for env in cases:
+        _, report = doctor(env)
+        assert all(f["advice"] for f in report["findings"] if f["severity"] == "problem"), report["findings"]
+
+
+def test_sitecustomize_path_without_the_folder_names_the_cause() -> None:
+    returncode, report = doctor({"OTEL_PYTHON_DISTRO": "gevent"}, "--via", "sitecustomize")
+    assert returncode == 1
+    (finding,) = report["findings"]
+    assert finding["code"] == "sitecustomize-not-on-pythonpath"
+    assert "otel-gevent-distro sitecustomize-path" in finding["advice"]
+
+
+def test_a_sitecustomize_earlier_on_the_path_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "sitecustomize.py").write_text("")
+    pythonpath = f"{tmp_path}:{sitecustomize_folder()}"
+    returncode, report = doctor({"PYTHONPATH": pythonpath}, "--via", "sitecustomize")
+    assert returncode == 1
+    assert [f["code"] for f in report["findings"]] == ["sitecustomize-shadowed"]
+
+
+def test_a_preload_module_that_is_not_installed_is_a_warning() -> None:
+    returncode, report = doctor({"OTEL_PYTHON_DISTRO": "gevent", "OTEL_PYTHON_GEVENT_PRELOAD": "no_such_module_here"})
+    assert returncode == 0, report["findings"]
+    (finding,) = report["findings"]
+    assert (finding["severity"], finding["code"]) == ("warning", "preload-missing")
+    assert "no_such_module_here" in finding["message"]
+
+
+def test_the_doctor_exports_nothing_through_the_sitecustomize_folder() -> None:
+    # No collector listens: a doctor that started telemetry in its own process
+    # (the folder is on its PYTHONPATH too) would export at exit and print the
+    # failure; the probe leaves without exporting.
+    full = {
+        **clean_environment(),
+        "PYTHONPATH": sitecustomize_folder(),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+        "OTEL_METRIC_EXPORT_INTERVAL": "50",
+    }
+    done = subprocess.run(
+        [str(BIN / "otel-gevent-distro"), "doctor"], env=full, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[ok] healthy" in done.stdout
+    assert done.stderr == ""

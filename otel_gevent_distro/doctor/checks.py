@@ -27,14 +27,42 @@ def _version_tuple(text: str | None) -> tuple[int, ...]:
 
 
 def check_selection(env: dict[str, Any], via: str) -> list[Finding]:
+    """Which distro and configurator run, and whether that rests on the order of installed entry points."""
     selected = env["selection"]
-    findings = []
+    standard = env["options"]["standard"]
+    distro_unset = standard.get("OTEL_PYTHON_DISTRO") is None
+    configurator_unset = standard.get("OTEL_PYTHON_CONFIGURATOR") is None
     if via == "instrument" and selected["distro"] != "gevent":
-        findings.append(
+        if configurator_unset:
+            consequence = (
+                " It also picks the first configurator, so gevent is not patched before OpenTelemetry starts and "
+                "the SDK's stock processors restart threads in at-fork hooks."
+            )
+        elif selected["configurator"] == "gevent":
+            consequence = (
+                " The gevent configurator still builds the SDK, but only after that distro imported it: "
+                "gevent patches too late."
+            )
+        else:
+            consequence = ""
+        return [
             Finding(
                 PROBLEM,
                 "distro-not-selected",
-                f"auto-instrumentation would run distro {selected['distro']!r} ({selected['distro_why']}).",
+                f"auto-instrumentation would run distro {selected['distro']!r} ({selected['distro_why']})."
+                + consequence,
+                "set OTEL_PYTHON_DISTRO=gevent",
+            )
+        ]
+    findings = []
+    if via == "instrument" and distro_unset and len(selected["distros_installed"]) > 1:
+        findings.append(
+            Finding(
+                WARNING,
+                "distro-by-directory-order",
+                "OTEL_PYTHON_DISTRO is unset and several distros are installed "
+                f"({', '.join(selected['distros_installed'])}): the gevent distro runs only because its entry point "
+                "is found first, which depends on the order of files in site-packages.",
                 "set OTEL_PYTHON_DISTRO=gevent",
             )
         )
@@ -45,10 +73,40 @@ def check_selection(env: dict[str, Any], via: str) -> list[Finding]:
                 "configurator-not-selected",
                 f"configurator {selected['configurator']!r} would build the SDK ({selected['configurator_why']}); "
                 "its stock processors restart threads in at-fork hooks.",
-                "unset OTEL_PYTHON_CONFIGURATOR or set it to gevent",
+                "set OTEL_PYTHON_CONFIGURATOR=gevent, or unset it"
+                if not configurator_unset
+                else "set OTEL_PYTHON_CONFIGURATOR=gevent",
             )
         )
     return findings
+
+
+def check_launch_path(env: dict[str, Any], via: str) -> list[Finding]:
+    """The sitecustomize folder: on PYTHONPATH, and first there."""
+    folder = env.get("sitecustomize")
+    if via != "sitecustomize" or not folder:
+        return []
+    if not folder["on_pythonpath"]:
+        return [
+            Finding(
+                PROBLEM,
+                "sitecustomize-not-on-pythonpath",
+                f"the launch path is the sitecustomize folder, but {folder['path']} is not on PYTHONPATH: "
+                "a program started here runs without the distro.",
+                'export PYTHONPATH="$(otel-gevent-distro sitecustomize-path)${PYTHONPATH:+:$PYTHONPATH}"',
+            )
+        ]
+    if folder["shadowed_by"]:
+        return [
+            Finding(
+                PROBLEM,
+                "sitecustomize-shadowed",
+                f"{folder['shadowed_by']} comes before the distro's folder on PYTHONPATH and has its own "
+                "sitecustomize.py: Python runs only the first one found.",
+                "put the distro's folder first on PYTHONPATH (the distro runs the next sitecustomize itself)",
+            )
+        ]
+    return []
 
 
 def check_versions(env: dict[str, Any], probe: dict[str, Any]) -> list[Finding]:
@@ -56,7 +114,7 @@ def check_versions(env: dict[str, Any], probe: dict[str, Any]) -> list[Finding]:
     if found.get("gevent") is None:
         return [Finding(PROBLEM, "gevent-missing", "gevent is not installed.", "pip install gevent")]
     findings = []
-    stock = any(name.startswith("opentelemetry.sdk.") for name in probe.get("sdk", {}).get("span_processors", []))
+    stock = any(name.startswith("opentelemetry.sdk.") for name in probe.get("sdk", {}).get("span_processors") or [])
     if stock and _version_tuple(found["gevent"]) < (25, 8):
         findings.append(
             Finding(
@@ -83,7 +141,35 @@ def check_versions(env: dict[str, Any], probe: dict[str, Any]) -> list[Finding]:
 def check_probe(env: dict[str, Any], probe: dict[str, Any], probe_log: list[str]) -> list[Finding]:
     if "error" in probe:
         return [Finding(PROBLEM, "probe-failed", f"start-up could not be checked: {probe['error']}")]
-    findings = [Finding(PROBLEM, "start-up-log", line) for line in probe_log]
+    misses = probe.get("upstream_misses")
+    misses = misses if isinstance(misses, list) else []
+    findings = [
+        Finding(
+            PROBLEM,
+            "upstream-changed",
+            line,
+            "pin the OpenTelemetry SDK or gevent to a version listed as tested in docs/design.md, and report it",
+        )
+        for line in misses
+    ]
+    preload = probe.get("preload", {})
+    named = env["options"]["values"].get("preload", [])
+    missing = [m for m in (preload.get("missing", []) if isinstance(preload, dict) else []) if m in named]
+    findings += [
+        Finding(
+            WARNING,
+            "preload-missing",
+            f"OTEL_PYTHON_GEVENT_PRELOAD names {module!r}, which is not installed here: nothing is preloaded for it.",
+            "install it, or remove it from OTEL_PYTHON_GEVENT_PRELOAD",
+        )
+        for module in missing
+    ]
+    findings += [
+        Finding(PROBLEM, "start-up-log", line, "see the option or library the line names")
+        for line in probe_log
+        if not any(miss in line for miss in misses)
+        and not any(f"PRELOAD names {module}," in line for module in missing)
+    ]
     patching = probe.get("patching", {})
     if not patching.get("patched_modules"):
         if env["options"]["values"]["patch"] == "none":
@@ -91,10 +177,22 @@ def check_probe(env: dict[str, Any], probe: dict[str, Any], probe_log: list[str]
                 Finding(WARNING, "not-patched", "gevent is not patched at start-up (OTEL_PYTHON_GEVENT_PATCH=none).")
             )
         else:
-            findings.append(Finding(PROBLEM, "not-patched", "gevent did not patch the standard library at start-up."))
+            findings.append(
+                Finding(
+                    PROBLEM,
+                    "not-patched",
+                    "gevent did not patch the standard library at start-up.",
+                    "check the lines above; OTEL_PYTHON_GEVENT_PATCH=all is the default",
+                )
+            )
     if patching.get("sdk_imported_before_patch"):
         findings.append(
-            Finding(PROBLEM, "late-patch", "the OpenTelemetry SDK was imported before gevent patched.", "patch earlier")
+            Finding(
+                PROBLEM,
+                "late-patch",
+                "the OpenTelemetry SDK was imported before gevent patched.",
+                "start through opentelemetry-instrument or the sitecustomize folder, not by importing the SDK first",
+            )
         )
     protocol = (env["options"]["standard"].get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf").strip()
     if protocol == "grpc" and not probe.get("integrations", {}).get("grpc"):
@@ -108,10 +206,28 @@ def check_probe(env: dict[str, Any], probe: dict[str, Any], probe_log: list[str]
             )
         )
     if not probe.get("configurator_ran"):
-        findings.append(Finding(PROBLEM, "configurator-did-not-run", "the gevent configurator did not build the SDK."))
+        findings.append(
+            Finding(
+                PROBLEM,
+                "configurator-did-not-run",
+                "the gevent configurator did not build the SDK.",
+                "set OTEL_PYTHON_CONFIGURATOR=gevent (or leave it unset with OTEL_PYTHON_DISTRO=gevent)",
+            )
+        )
     return findings
 
 
 def diagnose(env: dict[str, Any], probe: dict[str, Any], probe_log: list[str], via: str) -> list[Finding]:
-    findings = check_selection(env, via) + check_versions(env, probe) + check_probe(env, probe, probe_log)
+    """The findings, a cause before its consequences: a wrong launch path or distro hides what follows from it."""
+    selection = check_selection(env, via)
+    configurator_named = env["options"]["standard"].get("OTEL_PYTHON_CONFIGURATOR") is not None
+    cause = check_launch_path(env, via)
+    if not cause and any(f.code == "distro-not-selected" for f in selection):
+        # A configurator the user named is a cause of its own; the rest follows from the distro.
+        cause = list(selection)
+        if configurator_named and env["selection"]["configurator"] != "gevent":
+            cause += [f for f in check_selection(env, "sitecustomize") if f.code == "configurator-not-selected"]
+    if cause:
+        return cause + check_versions(env, probe)
+    findings = selection + check_versions(env, probe) + check_probe(env, probe, probe_log)
     return findings or [Finding(OK, "healthy", "no problem found.")]

@@ -7,6 +7,7 @@ import os
 import platform
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, entry_points, version
+from pathlib import Path
 from typing import Any
 
 from otel_gevent_distro.preload import CATALOG
@@ -53,12 +54,20 @@ def _names(group: str) -> list[str]:
     return [ep.name for ep in entry_points(group=group)]
 
 
-def selection() -> dict[str, Any]:
-    """Which distro and configurator auto-instrumentation would pick, and why."""
+def selection(via: str = "instrument") -> dict[str, Any]:
+    """Which distro and configurator auto-instrumentation would pick, and why.
+
+    Through the sitecustomize folder both default to ``gevent`` (the folder
+    sets them unless the user did); ``opentelemetry-instrument`` takes the
+    first entry point found when a variable is unset.
+    """
     distros = _names("opentelemetry_distro")
     configurators = _names("opentelemetry_configurator")
     wanted_distro = os.environ.get("OTEL_PYTHON_DISTRO")
-    if wanted_distro is None:
+    distro: str | None
+    if via == "sitecustomize" and wanted_distro is None and "gevent" in distros:
+        distro, distro_why = "gevent", "the sitecustomize folder selects it"
+    elif wanted_distro is None:
         distro = distros[0] if distros else None
         distro_why = "OTEL_PYTHON_DISTRO is unset: the first one installed is taken"
     elif wanted_distro in distros:
@@ -69,7 +78,7 @@ def selection() -> dict[str, Any]:
     if wanted_configurator is not None:
         configurator = wanted_configurator if wanted_configurator in configurators else None
         configurator_why = "named by OTEL_PYTHON_CONFIGURATOR"
-    elif distro == "gevent":
+    elif distro == "gevent" and "gevent" in configurators:
         configurator, configurator_why = "gevent", "the gevent distro selects it"
     else:
         configurator = configurators[0] if configurators else None
@@ -99,5 +108,26 @@ def catalog() -> dict[str, bool]:
     return {entry.module: importlib.util.find_spec(entry.module) is not None for entry in CATALOG}
 
 
-def read_environment() -> dict[str, Any]:
-    return {"versions": versions(), "selection": selection(), "options": options(), "catalog": catalog()}
+def sitecustomize_folder() -> dict[str, Any]:
+    """Where the distro's sitecustomize folder is, whether PYTHONPATH has it, and what comes before it."""
+    from otel_gevent_distro.cli import sitecustomize_path
+
+    folder = sitecustomize_path().resolve()
+    entries = [Path(entry).resolve() for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    shadowed_by = None
+    if folder in entries:
+        for entry in entries[: entries.index(folder)]:
+            if (entry / "sitecustomize.py").is_file() or (entry / "sitecustomize").is_dir():
+                shadowed_by = str(entry)
+                break
+    return {"path": str(folder), "on_pythonpath": folder in entries, "shadowed_by": shadowed_by}
+
+
+def read_environment(via: str = "instrument") -> dict[str, Any]:
+    return {
+        "versions": versions(),
+        "selection": selection(via),
+        "options": options(),
+        "catalog": catalog(),
+        "sitecustomize": sitecustomize_folder(),
+    }

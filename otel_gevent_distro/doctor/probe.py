@@ -43,17 +43,28 @@ def _exporter_names(processors: Any) -> list[str]:
 
 def _sdk() -> dict[str, Any]:
     from opentelemetry import metrics, trace
+    from opentelemetry._logs import get_logger_provider
+
+    from otel_gevent_distro.upstream_checks import log_processors_of, metric_readers_of, span_processors_of
 
     tracer_provider = trace.get_tracer_provider()
-    span_processors = getattr(getattr(tracer_provider, "_active_span_processor", None), "_span_processors", ())
-    meter_provider = metrics.get_meter_provider()
-    readers = getattr(meter_provider, "_metric_readers", ())
+    span_processors = span_processors_of(tracer_provider)
+    readers = metric_readers_of(metrics.get_meter_provider())
+    log_processors = log_processors_of(get_logger_provider())
+    # None: this SDK keeps them where the distro cannot read them (reported as a miss).
     return {
         "tracer_provider": type(tracer_provider).__qualname__,
-        "span_processors": _class_names(span_processors),
-        "span_exporters": _exporter_names(span_processors),
-        "metric_readers": _class_names(readers),
+        "span_processors": None if span_processors is None else _class_names(span_processors),
+        "span_exporters": None if span_processors is None else _exporter_names(span_processors),
+        "log_processors": None if log_processors is None else _class_names(log_processors),
+        "metric_readers": None if readers is None else _class_names(readers),
     }
+
+
+def _upstream_misses() -> list[str]:
+    from otel_gevent_distro.upstream_checks import misses
+
+    return [miss.line() for miss in misses()]
 
 
 def _integrations() -> dict[str, bool]:
@@ -81,7 +92,14 @@ def collect() -> dict[str, Any]:
         "started": "otel_gevent_distro.startup" in sys.modules,
         "configurator_ran": _configurator_ran(),
     }
-    for name, part in (("patching", _patching), ("preload", _preload), ("integrations", _integrations), ("sdk", _sdk)):
+    parts = (
+        ("patching", _patching),
+        ("preload", _preload),
+        ("integrations", _integrations),
+        ("sdk", _sdk),
+        ("upstream_misses", _upstream_misses),
+    )
+    for name, part in parts:
         try:
             report[name] = part()
         except Exception as exc:  # noqa: BLE001 - a diagnostic reports, it does not fail

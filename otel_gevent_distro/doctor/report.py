@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,11 +17,9 @@ PROBE_TIMEOUT_S = 90
 
 def detect_launch_path() -> str:
     """``sitecustomize`` when the distro's folder is on PYTHONPATH, else ``instrument``."""
-    from otel_gevent_distro.cli import sitecustomize_path
+    from otel_gevent_distro.doctor.environment import sitecustomize_folder
 
-    folder = str(sitecustomize_path())
-    entries = [str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return "sitecustomize" if folder in entries else "instrument"
+    return "sitecustomize" if sitecustomize_folder()["on_pythonpath"] else "instrument"
 
 
 def _probe_command(via: str) -> list[str]:
@@ -72,9 +69,10 @@ def _render(env: dict[str, Any], probe: dict[str, Any], findings: list[Finding],
             f"Patched modules: {', '.join(patching.get('patched_modules', [])) or 'none'}",
             f"Preloaded: {probe.get('preload', {}).get('imported', [])}",
             f"Integrations: {probe.get('integrations', {})}",
-            f"Span processors: {sdk.get('span_processors')}",
-            f"Span exporters: {sdk.get('span_exporters')}",
-            f"Metric readers: {sdk.get('metric_readers')}",
+            f"Span processors: {_listed(sdk.get('span_processors'))}",
+            f"Span exporters: {_listed(sdk.get('span_exporters'))}",
+            f"Log record processors: {_listed(sdk.get('log_processors'))}",
+            f"Metric readers: {_listed(sdk.get('metric_readers'))}",
         ]
     lines += ["", "Findings:"]
     for finding in findings:
@@ -83,10 +81,16 @@ def _render(env: dict[str, Any], probe: dict[str, Any], findings: list[Finding],
     return "\n".join(lines)
 
 
+def _listed(names: Any) -> str:
+    if names is None:
+        return "not readable with this SDK"
+    return ", ".join(names) if names else "none"
+
+
 def run_doctor(as_json: bool = False, via: str = "auto") -> int:
     """Print the diagnosis; return 1 when a problem was found, else 0."""
     chosen = detect_launch_path() if via == "auto" else via
-    env = read_environment()
+    env = read_environment(chosen)
     probe, log = run_probe(chosen)
     findings = diagnose(env, probe, log, chosen)
     if as_json:

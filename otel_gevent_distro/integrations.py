@@ -20,6 +20,14 @@
 gunicorn's gevent worker after fork). Each integration is skipped when its
 library is not installed, can be turned off with
 ``OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS``, and a failure is one warning.
+
+Nothing is imported for an integration at start-up: one whose library is
+loaded already turns on at once; the others turn on right after the
+program (or the SDK, for the OTLP/gRPC exporter) first imports ``grpc`` or
+``psycopg2`` (:mod:`otel_gevent_distro.import_hooks`). No gRPC object can
+exist before ``import grpc`` returns, so gRPC's gevent mode is still on before
+the first channel; a process that never uses gRPC or psycopg2 does not pay
+for loading them (tens of MB per worker).
 """
 
 from __future__ import annotations
@@ -28,12 +36,14 @@ import importlib.util
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from types import ModuleType
 from typing import Any
 
 from otel_gevent_distro._log import PREFIX, logger
+from otel_gevent_distro.import_hooks import when_imported
 from otel_gevent_distro.settings import get_settings
-
-_enabled: dict[str, bool] = {}
 
 
 def _installed(module: str) -> bool:
@@ -43,8 +53,8 @@ def _installed(module: str) -> bool:
         return False
 
 
-def _grpc() -> bool:
-    if _sdk_already_built():
+def _grpc(grpc: ModuleType, imported_now: bool) -> bool:
+    if not imported_now and _sdk_already_built():
         logger.warning(
             "%sgevent was patched after the OpenTelemetry SDK was built, so gRPC's gevent "
             "mode cannot be turned on safely and OTLP/gRPC exports may block the hub. "
@@ -52,7 +62,6 @@ def _grpc() -> bool:
             PREFIX,
         )
         return False
-    _choose_grpc_poller()
     from grpc.experimental import gevent as grpc_gevent
 
     grpc_gevent.init_gevent()
@@ -81,48 +90,79 @@ def _sdk_already_built() -> bool:
     return type(trace.get_tracer_provider()).__name__ != "ProxyTracerProvider"
 
 
-def _psycogreen() -> bool:
+def _psycogreen(psycopg2: ModuleType, imported_now: bool) -> bool:
     from psycogreen.gevent import patch_psycopg
 
     patch_psycopg()
     return True
 
 
-#: name -> (module that must be installed, how to turn it on: True when it did)
-INTEGRATIONS: dict[str, tuple[str, Callable[[], bool]]] = {
-    "grpc": ("grpc", _grpc),
-    "psycogreen": ("psycogreen", _psycogreen),
+@dataclass(frozen=True)
+class Integration:
+    #: What must be installed for it to apply.
+    requires: tuple[str, ...]
+    #: The module whose first import turns it on.
+    trigger: str
+    #: Turns it on; ``imported_now`` is True when called from the trigger's import.
+    turn_on: Callable[[ModuleType, bool], bool]
+    #: Runs at start-up while the trigger is not imported yet (cheap, imports nothing).
+    prepare: Callable[[], None] | None = None
+
+
+INTEGRATIONS: dict[str, Integration] = {
+    "grpc": Integration(("grpc",), "grpc", _grpc, prepare=_choose_grpc_poller),
+    "psycogreen": Integration(("psycogreen", "psycopg2"), "psycopg2", _psycogreen),
 }
+
+#: name -> "on", "off", or "on first import" while its trigger is not imported
+_state: dict[str, str] = {}
 
 
 def enable_integrations() -> dict[str, bool]:
-    """Turn on every installed, not disabled integration once; return name -> on."""
+    """Turn on every installed, not disabled integration once (now, or when its library is imported).
+
+    Returns name -> on now. An integration whose library the program has
+    not imported yet costs nothing until it does: the library is not
+    imported at start-up (:mod:`otel_gevent_distro.import_hooks`).
+    """
     disabled = get_settings().disabled_integrations
-    for name, (module, turn_on) in INTEGRATIONS.items():
-        if name in _enabled:
+    for name, integration in INTEGRATIONS.items():
+        if name in _state:
             continue
-        if name in disabled or not _installed(module):
-            _enabled[name] = False
+        if name in disabled or not all(_installed(module) for module in integration.requires):
+            _state[name] = "off"
             continue
-        if name == "psycogreen" and not _installed("psycopg2"):
-            _enabled[name] = False
+        loaded = sys.modules.get(integration.trigger)
+        if loaded is not None:
+            _turn_on(name, integration, loaded, imported_now=False)
             continue
-        try:
-            on = turn_on()
-        except Exception as exc:  # noqa: BLE001 - a broken optional library must not stop start-up
-            logger.warning(
-                "%sturning on the %s gevent integration failed (%s: %s).", PREFIX, name, type(exc).__name__, exc
-            )
-            _enabled[name] = False
-        else:
-            logger.debug("%s%s gevent integration %s.", PREFIX, name, "on" if on else "left off")
-            _enabled[name] = on
-    return dict(_enabled)
+        if integration.prepare is not None:
+            integration.prepare()
+        _state[name] = "on first import"
+        when_imported(integration.trigger, partial(_turn_on, name, integration, imported_now=True))
+        logger.debug("%s%s gevent integration: on when %s is imported.", PREFIX, name, integration.trigger)
+    return enabled_integrations()
+
+
+def _turn_on(name: str, integration: Integration, module: ModuleType, imported_now: bool) -> None:
+    try:
+        on = integration.turn_on(module, imported_now)
+    except Exception as exc:  # noqa: BLE001 - a broken optional library must not stop anything
+        logger.warning("%sturning on the %s gevent integration failed (%s: %s).", PREFIX, name, type(exc).__name__, exc)
+        on = False
+    else:
+        logger.debug("%s%s gevent integration %s.", PREFIX, name, "on" if on else "left off")
+    _state[name] = "on" if on else "off"
+
+
+def integration_states() -> dict[str, str]:
+    """name -> "on", "off" or "on first import" (its library not imported yet) in this process."""
+    return dict(_state)
 
 
 def enabled_integrations() -> dict[str, bool]:
-    """name -> whether it was turned on in this process (empty before patching)."""
-    return dict(_enabled)
+    """name -> whether it is on in this process now (empty before patching)."""
+    return {name: state == "on" for name, state in _state.items()}
 
 
 def on_did_patch_all(event: Any) -> None:

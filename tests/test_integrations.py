@@ -116,3 +116,29 @@ def test_grpc_poll_strategy_is_chosen_before_grpc_loads(
         monkeypatch.delitem(sys.modules, "grpc", raising=False)
     integrations._choose_grpc_poller()
     assert os.environ.get("GRPC_POLL_STRATEGY") == expected
+
+
+NOTHING_IMPORTED = """
+    import json, sys
+    from otel_gevent_distro.integrations import integration_states
+    print(json.dumps({
+        "loaded": sorted(m for m in ("grpc", "psycopg2", "psycogreen") if m in sys.modules),
+        "states": integration_states(),
+    }))
+"""
+
+
+@pytest.mark.parametrize("via", ["instrument", "sitecustomize"])
+def test_a_program_that_uses_neither_library_loads_neither(tmp_path: Path, receiver, via: str) -> None:
+    """Installed is not imported: start-up leaves gRPC and psycopg2 unloaded until the program imports them."""
+    seen = probe(tmp_path, via, receiver.env("http/protobuf"), NOTHING_IMPORTED)
+    assert seen == {"loaded": [], "states": {"grpc": "on first import", "psycogreen": "on first import"}}
+
+
+def test_the_otlp_grpc_exporter_turns_grpc_mode_on_before_its_channel(tmp_path: Path, receiver) -> None:
+    # The SDK's build imports grpc for the exporter, then makes its channel:
+    # the import turned gevent mode on in between (a channel made before it
+    # would make init_gevent refuse or hang exports).
+    seen = probe(tmp_path, "instrument", receiver.env("grpc"), NOTHING_IMPORTED)
+    assert seen["loaded"] == ["grpc"]
+    assert seen["states"]["grpc"] == "on"

@@ -195,7 +195,7 @@ def check_probe(env: dict[str, Any], probe: dict[str, Any], probe_log: list[str]
             )
         )
     protocol = (env["options"]["standard"].get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf").strip()
-    if protocol == "grpc" and not probe.get("integrations", {}).get("grpc"):
+    if protocol == "grpc" and probe.get("integrations", {}).get("grpc") != "on":
         findings.append(
             Finding(
                 PROBLEM,

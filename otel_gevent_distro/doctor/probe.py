@@ -67,10 +67,11 @@ def _upstream_misses() -> list[str]:
     return [miss.line() for miss in misses()]
 
 
-def _integrations() -> dict[str, bool]:
-    from otel_gevent_distro.integrations import enabled_integrations
+def _integrations() -> dict[str, str]:
+    """name -> "on", "off", or "on first import" (the probe imports neither grpc nor psycopg2)."""
+    from otel_gevent_distro.integrations import integration_states
 
-    return enabled_integrations()
+    return integration_states()
 
 
 def _preload() -> dict[str, list[str]]:

@@ -68,7 +68,7 @@ def run(bench: Bench) -> list[Row]:
     rounds = bench.pick(1, 5)
     measure = partial(_measure, shared_receiver("healthy"))
     samples, errors = interleave([NONE, STOCK, OURS, OURS_SITE], rounds, measure, "start-up")
-    limit = Target("ratio<=", 1.15)
+    limit = Target("ratio<=", 1.05)
     instrument = rows_from(
         samples,
         (

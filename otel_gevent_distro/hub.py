@@ -23,3 +23,26 @@ def on_main_native_thread() -> bool:
         # The main thread's kernel id is the process id.
         return threading.get_native_id() == os.getpid()
     return threading.get_native_id() == threading.main_thread().native_id
+
+
+def silence_this_threads_monitor() -> None:
+    """Stop gevent's monitor of the calling thread's own hub, if it has one; call on an export thread.
+
+    An export thread blocks on purpose (it waits for work, and exports
+    without ever running its hub). When something on it made a gevent hub (an
+    exporter on patched sockets, gRPC's gevent mode, the thread's own pool),
+    gevent starts a monitor thread for that hub as soon as it runs, which then
+    finds the thread "blocked" ten times a second and formats a report of every
+    greenlet each time: 9 % of a core for an idle process, printed to stderr
+    on gevent without ``print_blocking_reports``. gevent's thread pool
+    silences its workers' monitors for the same reason. ``kill()`` must run on
+    this thread (it takes the monitor's tracer out of this thread); a killed
+    monitor is never restarted for that hub.
+    """
+    hub_local = sys.modules.get("gevent._hub_local")
+    get_hub_if_exists = getattr(hub_local, "get_hub_if_exists", None)
+    if get_hub_if_exists is None:
+        return
+    monitor = getattr(get_hub_if_exists(), "periodic_monitoring_thread", None)
+    if monitor is not None and getattr(monitor, "should_run", False):
+        monitor.kill()

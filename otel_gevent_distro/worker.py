@@ -36,6 +36,7 @@ from typing import Any
 
 from otel_gevent_distro import forksafe, native
 from otel_gevent_distro._log import PREFIX, logger
+from otel_gevent_distro.hub import silence_this_threads_monitor
 
 #: How often a waiting caller on the gevent hub's thread checks whether the thread is done.
 COOPERATIVE_POLL_S = 0.002
@@ -107,6 +108,7 @@ class ExportThread:
             if self._prepare is not None:
                 self._prepare_safely()
             while not self._stopping:
+                silence_this_threads_monitor()
                 self._bell.wait(self._wait_s())
                 if forksafe.generation != generation:
                     return  # pragma: no cover - a native thread does not exist in a child

@@ -368,3 +368,35 @@ def test_the_exit_wait_is_not_reported_as_a_block(tmp_path: Path, blackhole: Any
     assert blackhole.accepted >= 1
     assert "appears to be blocked" not in result.stderr
     assert any("were not delivered" in line for line in result.warnings()), result.stderr
+
+
+IDLE_EXPORT_THREAD_APP = """
+    import gevent
+    from opentelemetry import trace
+
+    with trace.get_tracer("idle-app").start_as_current_span("one"):
+        pass
+    trace.get_tracer_provider().force_flush()
+    gevent.sleep(1.5)  # fifteen of gevent's monitor periods with the export thread waiting
+    print("done")
+"""
+
+
+def test_an_export_thread_waiting_is_not_a_blocked_hub(tmp_path: Path) -> None:
+    # The console exporter writes through gevent's patched stdout, so the
+    # export thread gets a gevent hub of its own, and gevent a monitor for it.
+    # That thread waits for work on purpose: its monitor must not report it
+    # (ten reports a second, each formatting every greenlet of the process).
+    env = {
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "GEVENT_MAX_BLOCKING_TIME": "0.1",
+    }
+    if GEVENT_CAN_STAY_QUIET:
+        env["GEVENT_MONITOR_PRINT_BLOCKING_REPORTS"] = "true"
+    result = run_app(write_app(tmp_path, IDLE_EXPORT_THREAD_APP), "instrument", env=env)
+    result.assert_clean()
+    assert result.stdout.strip().endswith("done")
+    assert '"name": "one"' in result.stdout
+    assert "appears to be blocked" not in result.stderr

@@ -49,6 +49,10 @@ BIN = Path(sys.executable).parent
 PYTHON = str(BIN / "python") if (BIN / "python").exists() else sys.executable
 
 NONE, STOCK, OURS, OURS_SITE = "none", "stock", "ours", "ours-site"
+#: The stock setup with gRPC's gevent mode on before the SDK is built, as a user
+#: who knows ``grpc.experimental.gevent.init_gevent()`` would have it: shows
+#: what of the dead-collector gRPC figures that one call explains.
+STOCK_GRPC_GEVENT = "stock+grpc-gevent"
 
 #: What selects the stock setup, and keeps this package's own hooks out of it.
 STOCK_ENV = {
@@ -58,6 +62,11 @@ STOCK_ENV = {
     "OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS": "grpc,psycogreen",
     "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "gevent",
 }
+#: The only part of this package that runs in it is its gevent plugin, right
+#: after upstream's patch_all: it calls ``init_gevent()`` when the exporter
+#: imports grpc, before the channel exists (and picks gRPC's ``poll`` poller,
+#: as that call needs under gevent's subprocess).
+STOCK_GRPC_GEVENT_ENV = {**STOCK_ENV, "OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS": "psycogreen"}
 OURS_ENV = {"OTEL_PYTHON_DISTRO": "gevent"}
 #: The floor has no telemetry at all, so this package's gevent plugin stays out of it too.
 NONE_ENV = {"OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS": "grpc,psycogreen"}
@@ -135,8 +144,8 @@ def launch(contender: str, program: Sequence[str], env: dict[str, str] | None = 
     full_env = base_environment()
     full_env.update(env or {})
     command = list(program)
-    if contender in (STOCK, OURS):
-        full_env.update(STOCK_ENV if contender == STOCK else OURS_ENV)
+    if contender in (STOCK, OURS, STOCK_GRPC_GEVENT):
+        full_env.update({STOCK: STOCK_ENV, OURS: OURS_ENV, STOCK_GRPC_GEVENT: STOCK_GRPC_GEVENT_ENV}[contender])
         command = [str(BIN / "opentelemetry-instrument"), *command]
     elif contender == OURS_SITE:
         full_env["PYTHONPATH"] = sitecustomize_folder()

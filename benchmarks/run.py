@@ -4,6 +4,7 @@
     BENCH_QUICK=1 python benchmarks/run.py    # fewer rounds, shorter loads: under 3 minutes
     python benchmarks/run.py --json out.json  # also save every sample
     python benchmarks/run.py --only hub_stall,startup
+    python benchmarks/run.py --only health_costs   # a row left out of the default run
 
 Columns: ``none`` is the floor (no telemetry), ``stock`` is
 ``opentelemetry-distro`` through ``opentelemetry-instrument`` with upstream's
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import encode_cost
+import health_costs
 import hub_stall
 import served_requests
 import span_overhead
@@ -56,6 +58,10 @@ MODULES = {
     "served_requests": served_requests,
     "spawn_context": spawn_context,
     "encode_cost": encode_cost,
+}
+#: Row modules run only when ``--only`` names them (each adds minutes to the run).
+ON_REQUEST = {
+    "health_costs": health_costs,
 }
 DISTRIBUTIONS = (
     "otel-gevent-distro",
@@ -154,10 +160,14 @@ def describe(facts: dict[str, Any], bench: Bench, seconds: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", metavar="FILE", help="also write every sample and the environment as JSON")
-    parser.add_argument("--only", default="", help=f"comma list of rows to run ({', '.join(MODULES)})")
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"comma list of rows to run ({', '.join(MODULES)}; on request only: {', '.join(ON_REQUEST)})",
+    )
     args = parser.parse_args(argv)
     only = [name.strip() for name in args.only.split(",") if name.strip()]
-    unknown = sorted(set(only) - set(MODULES))
+    unknown = sorted(set(only) - set(MODULES) - set(ON_REQUEST))
     if unknown:
         parser.error(f"unknown rows: {', '.join(unknown)}")
     bench = bench_from_environment(only)
@@ -165,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     before = code_state()
     rows: list[Row] = []
-    for name, module in MODULES.items():
-        if only and name not in only:
+    for name, module in {**MODULES, **ON_REQUEST}.items():
+        if (only or name in ON_REQUEST) and name not in only:
             continue
         log(f"row {name}")
         row_start = time.perf_counter()

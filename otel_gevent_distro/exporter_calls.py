@@ -98,6 +98,16 @@ def prepare_export_thread(exporter: Any) -> Callable[[], None] | None:
     monkey = sys.modules.get("gevent.monkey")
     if monkey is None or not monkey.is_module_patched("socket"):
         return None
+    # The imports happen here, on the thread that builds the pipeline: made
+    # first on the export thread, each file they read hands the GIL back and
+    # forth with a busy hub (5 ms a time), and a greenlet that never waits
+    # kept the thread from its first export for the whole of its run.
+    import netrc  # noqa: F401 - requests imports it on its first request
+
+    import gevent
+    import gevent.threadpool  # the export thread's hub makes a pool
+
+    gevent.config.resolver  # noqa: B018 - imports the resolver class the thread's hub will make
 
     def resolve_once() -> None:
         import socket
@@ -108,7 +118,6 @@ def prepare_export_thread(exporter: Any) -> Callable[[], None] | None:
         # outnumber its threads, so it gets spares now, while threads can start.
         gevent.get_hub().threadpool.size = EXPORT_THREAD_POOL_THREADS
         socket.getaddrinfo("localhost", 0)
-        import netrc  # noqa: F401 - requests imports it on its first request
 
     return resolve_once
 

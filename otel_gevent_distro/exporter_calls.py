@@ -41,9 +41,6 @@ class RateLimiter:
         self._interval_s = interval_s
         self._last = -math.inf
 
-    def due(self) -> bool:
-        return time.monotonic() - self._last >= self._interval_s
-
     def take(self) -> bool:
         now = time.monotonic()
         if now - self._last < self._interval_s:

@@ -241,13 +241,8 @@ def start_health_monitoring(
 
 
 def stop_health_monitoring() -> None:
-    """Stop this process's monitor, if any (for tests and orderly shut-down)."""
+    """Stop this process's monitor, if any (for benchmarks and orderly shut-down)."""
     global _monitor
     monitor, _monitor = _monitor, None
     if monitor is not None:
         monitor.stop()
-
-
-def health_monitor() -> HealthMonitor | None:
-    """This process's monitor, if :func:`start_health_monitoring` started one."""
-    return _monitor

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -19,6 +18,7 @@ from typing import Any, Protocol
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from otel_gevent_distro._log import PREFIX, logger
+from otel_gevent_distro.hub import module_patched
 
 #: At shutdown, the share of the time left, at most :data:`INTERRUPT_GRACE_MAX_S`, kept for an
 #: exporter still busy when the rest is used up: its ``shutdown()`` interrupts its retries.
@@ -92,8 +92,7 @@ def prepare_export_thread(exporter: Any) -> Callable[[], None] | None:
     """
     if hasattr(exporter, "export_until") or "grpc" in type(exporter).__module__:
         return None  # the distro's exporters and gRPC never use gevent's sockets on the thread
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is None or not monkey.is_module_patched("socket"):
+    if not module_patched("socket"):
         return None
 
     def resolve_once() -> None:

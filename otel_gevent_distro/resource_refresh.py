@@ -22,7 +22,7 @@ import importlib
 from typing import Any
 
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.hub import threading_patched
+from otel_gevent_distro.hub import module_patched
 
 NAME = "_get_process_dependent_resource"
 #: Modules whose providers refresh their resource after fork.
@@ -50,7 +50,7 @@ def detect_inline() -> Any:
 
 def install() -> list[str]:
     """Swap the refresh function in every provider module that has it; return their names."""
-    if not threading_patched():
+    if not module_patched("threading"):
         return []
     try:
         from opentelemetry.sdk import resources

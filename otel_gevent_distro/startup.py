@@ -53,8 +53,9 @@ def start(*, defaults: bool = True, build_sdk: Callable[[], bool] | None = None)
         settings = get_settings()
         if _before_sdk is None:
             from otel_gevent_distro.exit_flush import order_exit_hooks
+            from otel_gevent_distro.hub import is_patched
             from otel_gevent_distro.integrations import enable_integrations
-            from otel_gevent_distro.patching import apply_patch, is_patched
+            from otel_gevent_distro.patching import apply_patch
             from otel_gevent_distro.preload import preload
             from otel_gevent_distro.servers import install_server_hooks
 

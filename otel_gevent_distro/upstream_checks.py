@@ -164,9 +164,9 @@ def check_sdk() -> list[Miss]:
 def check_resource_refresh(swapped: list[str]) -> None:
     """After :func:`otel_gevent_distro.resource_refresh.install`: every provider that refreshes was reached."""
     from otel_gevent_distro import resource_refresh
-    from otel_gevent_distro.hub import threading_patched
+    from otel_gevent_distro.hub import module_patched
 
-    if not threading_patched():
+    if not module_patched("threading"):
         return  # nothing to make thread-free
     try:
         from opentelemetry.sdk import resources

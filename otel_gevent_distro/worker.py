@@ -36,7 +36,7 @@ from typing import Any
 
 from otel_gevent_distro import forksafe, native
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.hub import silence_this_threads_monitor
+from otel_gevent_distro.hub import module_patched, on_main_native_thread, silence_this_threads_monitor
 
 #: How often a waiting caller on the gevent hub's thread checks whether the thread is done.
 COOPERATIVE_POLL_S = 0.002
@@ -176,11 +176,9 @@ def wait_released(lock: Any, deadline: float) -> bool:
 
 
 def _cooperative_wait_possible() -> bool:
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is None or not monkey.is_module_patched("_thread") or sys.is_finalizing():
+    if not module_patched("_thread") or sys.is_finalizing():
         return False
     from otel_gevent_distro import exit_budget
-    from otel_gevent_distro.hub import on_main_native_thread
 
     if exit_budget.begun() or not on_main_native_thread():
         return False  # another OS thread: asking for its hub would create one

@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_gevent_distro import GeventBatchLogRecordProcessor, GeventBatchSpanProcessor, GeventPeriodicMetricReader
-from otel_gevent_distro.hub import threading_patched
+from otel_gevent_distro.hub import module_patched
 from otel_gevent_distro.pipeline import BatchPipeline
 from otel_gevent_distro.pipeline_options import (
     BatchOptions,
@@ -39,7 +39,7 @@ from otel_gevent_distro.span_processor import BSP_VARIABLES
 
 @pytest.fixture(autouse=True)
 def _unpatched() -> None:
-    if threading_patched():
+    if module_patched("threading"):
         pytest.skip("the test process is monkey-patched; these tests need real threads")
 
 

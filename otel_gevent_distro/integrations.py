@@ -32,7 +32,6 @@ for loading them (tens of MB per worker).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from collections.abc import Callable
@@ -43,14 +42,8 @@ from typing import Any
 
 from otel_gevent_distro._log import PREFIX, logger
 from otel_gevent_distro.import_hooks import when_imported
-from otel_gevent_distro.settings import get_settings
-
-
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
+from otel_gevent_distro.preload import module_installed
+from otel_gevent_distro.settings import INTEGRATIONS, get_settings
 
 
 def _grpc(grpc: ModuleType, imported_now: bool) -> bool:
@@ -109,7 +102,8 @@ class Integration:
     prepare: Callable[[], None] | None = None
 
 
-INTEGRATIONS: dict[str, Integration] = {
+#: How each integration that :data:`otel_gevent_distro.settings.INTEGRATIONS` names works.
+DEFINITIONS: dict[str, Integration] = {
     "grpc": Integration(("grpc",), "grpc", _grpc, prepare=_choose_grpc_poller),
     "psycogreen": Integration(("psycogreen", "psycopg2"), "psycopg2", _psycogreen),
 }
@@ -126,10 +120,11 @@ def enable_integrations() -> dict[str, bool]:
     imported at start-up (:mod:`otel_gevent_distro.import_hooks`).
     """
     disabled = get_settings().disabled_integrations
-    for name, integration in INTEGRATIONS.items():
+    for name in INTEGRATIONS:
+        integration = DEFINITIONS[name]
         if name in _state:
             continue
-        if name in disabled or not all(_installed(module) for module in integration.requires):
+        if name in disabled or not all(module_installed(module) for module in integration.requires):
             _state[name] = "off"
             continue
         loaded = sys.modules.get(integration.trigger)

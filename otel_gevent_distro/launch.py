@@ -134,11 +134,8 @@ def chain_next_sitecustomize(own_folder: Path) -> None:
 
 def _entries_after(entries: list[str], own_folder: Path) -> list[str]:
     for index, entry in enumerate(entries):
-        try:
-            if Path(entry).resolve() == own_folder:
-                return entries[index + 1 :]
-        except OSError:
-            continue
+        if _same_folder(entry, own_folder):
+            return entries[index + 1 :]
     return [entry for entry in entries if _resolves_elsewhere(entry, own_folder)]
 
 

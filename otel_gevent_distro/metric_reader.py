@@ -172,10 +172,7 @@ class GeventPeriodicMetricReader(MetricReader):
         if self._shutdown:
             return False
         timeout_s = min(timeout_millis, self._export_timeout_millis) / 1000
-        deadline = time.monotonic() + timeout_s
-        exit_deadline = exit_budget.deadline()
-        if exit_deadline is not None:
-            deadline = min(deadline, exit_deadline)
+        deadline = exit_budget.bound(time.monotonic() + timeout_s)
         done = self._ask_thread(deadline)
         return done and bool(self._exporter.force_flush(timeout_millis=max(0.0, deadline - time.monotonic()) * 1000))
 
@@ -197,10 +194,7 @@ class GeventPeriodicMetricReader(MetricReader):
                 logger.warning("%sCan't shutdown multiple times", PREFIX)
                 return
             self._shutdown_started = True
-        deadline = time.monotonic() + min(timeout_millis, self._export_timeout_millis) / 1000
-        exit_deadline = exit_budget.deadline()
-        if exit_deadline is not None:
-            deadline = min(deadline, exit_deadline)
+        deadline = exit_budget.bound(time.monotonic() + min(timeout_millis, self._export_timeout_millis) / 1000)
         # The final collect and export: what was recorded since the last interval.
         interrupted = False
         if self._worker.running:

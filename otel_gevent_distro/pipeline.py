@@ -278,9 +278,7 @@ class BatchPipeline:
         timeout_s = self._timeout_s
         if timeout_millis is not None:
             timeout_s = min(timeout_s, max(0.0, timeout_millis / 1000))
-        deadline = time.monotonic() + timeout_s
-        exit_deadline = exit_budget.deadline()
-        return deadline if exit_deadline is None else min(deadline, exit_deadline)
+        return exit_budget.bound(time.monotonic() + timeout_s)
 
     def flush(self, timeout_millis: float | None = None) -> bool:
         """Export everything queued before this call, within the export timeout (or ``timeout_millis``)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import platform
 from dataclasses import asdict
@@ -10,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import Any
 
-from otel_gevent_distro.preload import CATALOG
+from otel_gevent_distro.preload import CATALOG, module_installed
 from otel_gevent_distro.settings import load_settings
 
 DISTRIBUTIONS = (
@@ -105,7 +104,7 @@ def options() -> dict[str, Any]:
 
 
 def catalog() -> dict[str, bool]:
-    return {entry.module: importlib.util.find_spec(entry.module) is not None for entry in CATALOG}
+    return {entry.module: module_installed(entry.module) for entry in CATALOG}
 
 
 def sitecustomize_folder() -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.hub import module_patched
+from otel_gevent_distro.runtime.gevent_state import module_patched
 
 #: At shutdown, the share of the time left, at most :data:`INTERRUPT_GRACE_MAX_S`, kept for an
 #: exporter still busy when the rest is used up: its ``shutdown()`` interrupts its retries.

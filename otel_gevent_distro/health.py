@@ -212,7 +212,7 @@ def start_health_monitoring(
         if not settings.health:
             logger.debug("%sOTEL_PYTHON_GEVENT_HEALTH=false: gevent health is not reported.", PREFIX)
             return None
-        from otel_gevent_distro.hub import is_patched
+        from otel_gevent_distro.runtime.gevent_state import is_patched
 
         if not is_patched():
             logger.debug("%sgevent has not patched this process: gevent health is not reported.", PREFIX)

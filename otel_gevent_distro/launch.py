@@ -90,7 +90,7 @@ def _same_folder(entry: str, folder: Path) -> bool:
 
 def _start() -> None:
     from otel_gevent_distro.defaults import remember_user_environment
-    from otel_gevent_distro.hub import is_patched
+    from otel_gevent_distro.runtime.gevent_state import is_patched
     from otel_gevent_distro.startup import start
 
     remember_user_environment()

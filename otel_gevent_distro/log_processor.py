@@ -4,7 +4,7 @@ Owns only the log-specific edge of the pipeline: turning the emitted record
 into the read-only record exporters expect (as the SDK does) and the
 ``OTEL_BLRP_*`` options. Queueing and flushing live in
 :mod:`otel_gevent_distro.pipeline`, the background worker in
-:mod:`otel_gevent_distro.worker`, fork handling in :mod:`otel_gevent_distro.forksafe`.
+:mod:`otel_gevent_distro.worker`, fork handling in :mod:`otel_gevent_distro.runtime.forksafe`.
 
 It must never export on the caller's path (``on_emit`` only queues), never
 start anything in an at-fork hook, and never log through the logging

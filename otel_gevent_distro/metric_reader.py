@@ -13,7 +13,7 @@ killed before it could flush. ``force_flush`` and ``shutdown`` ask that
 thread and wait for it (cooperatively on the gevent hub's thread), so no
 export ever runs on a greenlet. ``shutdown`` runs once, whatever the number
 of callers: one final collect and export within its timeout and the exit
-budget (:mod:`otel_gevent_distro.exit_budget`), one exporter shutdown.
+budget (:mod:`otel_gevent_distro.runtime.exit_budget`), one exporter shutdown.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 from opentelemetry.sdk.environment_variables import OTEL_METRIC_EXPORT_INTERVAL, OTEL_METRIC_EXPORT_TIMEOUT
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, MetricsData
 
-from otel_gevent_distro import exit_budget, forksafe, native
+from otel_gevent_distro import native
 from otel_gevent_distro._log import PREFIX, logger
 from otel_gevent_distro.exporter_calls import (
     ERROR_LOG_INTERVAL_S,
@@ -38,7 +38,8 @@ from otel_gevent_distro.exporter_calls import (
     suppressed,
 )
 from otel_gevent_distro.pipeline_options import resolve_metric_options
-from otel_gevent_distro.servers import after_server_fork
+from otel_gevent_distro.runtime import exit_budget, forksafe
+from otel_gevent_distro.runtime.server_fork import after_server_fork
 from otel_gevent_distro.worker import ExportThread, wait_released
 
 

@@ -15,7 +15,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.hub import patched_modules
+from otel_gevent_distro.runtime.gevent_state import patched_modules
 from otel_gevent_distro.settings import Settings
 
 _ADVICE = (

@@ -20,7 +20,7 @@ waited the schedule delay. An idle pipeline's thread sleeps until rung.
 hub's thread, until the thread has exported everything before it, or the
 timeout passed. *Shutdown* (once, from any number of threads) closes the
 queue, has the thread export what is left within the export timeout and the
-process's exit budget (:mod:`otel_gevent_distro.exit_budget`), waits for the
+process's exit budget (:mod:`otel_gevent_distro.runtime.exit_budget`), waits for the
 thread to end, and reports in one line every item this process did not
 deliver: still queued, in flight when time ran out, refused by the collector,
 dropped because the queue was full.
@@ -36,7 +36,7 @@ import collections
 import time
 from typing import Any
 
-from otel_gevent_distro import exit_budget, forksafe, native
+from otel_gevent_distro import native
 from otel_gevent_distro._log import PREFIX, logger
 from otel_gevent_distro.exporter_calls import (
     ERROR_LOG_INTERVAL_S,
@@ -48,7 +48,8 @@ from otel_gevent_distro.exporter_calls import (
     shutdown_exporter,
 )
 from otel_gevent_distro.pipeline_options import BatchOptions
-from otel_gevent_distro.servers import after_server_fork
+from otel_gevent_distro.runtime import exit_budget, forksafe
+from otel_gevent_distro.runtime.server_fork import after_server_fork
 from otel_gevent_distro.worker import ExportThread, wait_released
 
 #: At most one warning line about dropped items per this many seconds.

@@ -22,7 +22,7 @@ import importlib
 from typing import Any
 
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.hub import module_patched
+from otel_gevent_distro.runtime.gevent_state import module_patched
 
 NAME = "_get_process_dependent_resource"
 #: Modules whose providers refresh their resource after fork.

@@ -4,7 +4,7 @@ Owns only the span-specific edge of the pipeline: which spans are queued
 (sampled ones, as the SDK does) and the ``OTEL_BSP_*`` options. Queueing
 and flushing live in :mod:`otel_gevent_distro.pipeline`, the background
 worker in :mod:`otel_gevent_distro.worker`, fork handling in
-:mod:`otel_gevent_distro.forksafe`.
+:mod:`otel_gevent_distro.runtime.forksafe`.
 
 It must never export on the caller's path (``on_end`` only queues) and never
 start anything in an at-fork hook.

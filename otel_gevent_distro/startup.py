@@ -53,10 +53,10 @@ def start(*, defaults: bool = True, build_sdk: Callable[[], bool] | None = None)
         settings = get_settings()
         if _before_sdk is None:
             from otel_gevent_distro.exit_flush import order_exit_hooks
-            from otel_gevent_distro.hub import is_patched
             from otel_gevent_distro.integrations import enable_integrations
             from otel_gevent_distro.patching import apply_patch
             from otel_gevent_distro.preload import preload
+            from otel_gevent_distro.runtime.gevent_state import is_patched
             from otel_gevent_distro.servers import install_server_hooks
 
             # 1. Patch the standard library, then order the exit hooks so that
@@ -96,9 +96,9 @@ def start(*, defaults: bool = True, build_sdk: Callable[[], bool] | None = None)
         # What the distro put into the SDK through its internals is in place:
         # checked, and one warning per part that is not.
         check_sdk()
-        from otel_gevent_distro import exit_budget
         from otel_gevent_distro.health import start_health_monitoring
-        from otel_gevent_distro.servers import after_server_fork
+        from otel_gevent_distro.runtime import exit_budget
+        from otel_gevent_distro.runtime.server_fork import after_server_fork
 
         # The providers registered their atexit shutdowns while being built:
         # the exit budget's hook goes after them, so it runs first.

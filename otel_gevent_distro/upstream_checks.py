@@ -164,7 +164,7 @@ def check_sdk() -> list[Miss]:
 def check_resource_refresh(swapped: list[str]) -> None:
     """After :func:`otel_gevent_distro.resource_refresh.install`: every provider that refreshes was reached."""
     from otel_gevent_distro import resource_refresh
-    from otel_gevent_distro.hub import module_patched
+    from otel_gevent_distro.runtime.gevent_state import module_patched
 
     if not module_patched("threading"):
         return  # nothing to make thread-free

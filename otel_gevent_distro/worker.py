@@ -17,9 +17,9 @@ thread, never on the application's greenlets and never on the gevent hub
   one (Python 3.12 refuses: "can't create new thread at interpreter shutdown").
 
 The thread is started when its pipeline is built (inside uWSGI: in each
-worker after the fork, :func:`~otel_gevent_distro.servers.after_server_fork`)
+worker after the fork, :func:`~otel_gevent_distro.runtime.server_fork.after_server_fork`)
 and again in every forked child, from the at-fork hook
-(:func:`otel_gevent_distro.forksafe.register_child_start`): a native thread
+(:func:`otel_gevent_distro.runtime.forksafe.register_child_start`): a native thread
 never touches the gevent hub, so starting it before gevent has reinitialised
 the hub is safe, and a child that only records metrics exports on its own
 schedule from the start. The thread must therefore never use gevent's patched
@@ -34,9 +34,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from otel_gevent_distro import forksafe, native
+from otel_gevent_distro import native
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.hub import module_patched, on_main_native_thread, silence_this_threads_monitor
+from otel_gevent_distro.runtime import forksafe
+from otel_gevent_distro.runtime.gevent_state import module_patched, on_main_native_thread, silence_this_threads_monitor
 
 #: How often a waiting caller on the gevent hub's thread checks whether the thread is done.
 COOPERATIVE_POLL_S = 0.002
@@ -178,7 +179,7 @@ def wait_released(lock: Any, deadline: float) -> bool:
 def _cooperative_wait_possible() -> bool:
     if not module_patched("_thread") or sys.is_finalizing():
         return False
-    from otel_gevent_distro import exit_budget
+    from otel_gevent_distro.runtime import exit_budget
 
     if exit_budget.begun() or not on_main_native_thread():
         return False  # another OS thread: asking for its hub would create one

@@ -26,7 +26,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_gevent_distro import GeventBatchLogRecordProcessor, GeventBatchSpanProcessor, GeventPeriodicMetricReader
-from otel_gevent_distro.hub import module_patched
 from otel_gevent_distro.pipeline import BatchPipeline
 from otel_gevent_distro.pipeline_options import (
     BatchOptions,
@@ -34,6 +33,7 @@ from otel_gevent_distro.pipeline_options import (
     resolve_batch_options,
     resolve_metric_options,
 )
+from otel_gevent_distro.runtime.gevent_state import module_patched
 from otel_gevent_distro.span_processor import BSP_VARIABLES
 
 

@@ -156,6 +156,17 @@ def fresh_servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]
     sys.modules.pop("uwsgidecorators", None)  # it captured the stand-in module
 
 
+@pytest.fixture
+def in_uwsgi(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    """The registry of work waiting for the fork, empty, in a process taken for uWSGI's."""
+    from otel_gevent_distro.runtime import server_fork
+
+    monkeypatch.setattr(server_fork, "_after_fork_actions", [])
+    monkeypatch.setattr(server_fork, "_post_fork_ran_in_pid", None)
+    monkeypatch.setattr(server_fork, "started_by_uwsgi", lambda: True)
+    return server_fork
+
+
 def test_outside_uwsgi_nothing_is_installed(fresh_servers: types.ModuleType) -> None:
     finders = list(sys.meta_path)
     assert fresh_servers.install_server_hooks() is False
@@ -198,14 +209,19 @@ def test_with_a_master_the_post_fork_hook_leads_the_uwsgidecorators_chain(
     assert sys.modules["uwsgi"].post_fork_hook is uwsgidecorators.postfork_chain_hook
 
 
-def test_outside_uwsgi_work_after_the_fork_runs_at_once(fresh_servers: types.ModuleType) -> None:
+def test_outside_uwsgi_work_after_the_fork_runs_at_once() -> None:
+    from otel_gevent_distro.runtime.server_fork import after_server_fork
+
     calls: list[str] = []
-    assert fresh_servers.after_server_fork(lambda: calls.append("ran")) is True
+    assert after_server_fork(lambda: calls.append("ran")) is True
     assert calls == ["ran"]
 
 
 def test_in_a_uwsgi_master_work_waits_for_each_worker_once(
-    fresh_servers: types.ModuleType, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    fresh_servers: types.ModuleType,
+    in_uwsgi: types.ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     calls: list[str] = []
 
@@ -215,16 +231,13 @@ def test_in_a_uwsgi_master_work_waits_for_each_worker_once(
     def broken() -> None:
         raise RuntimeError("no thread for you")
 
-    monkeypatch.setattr(fresh_servers, "_after_fork_actions", [])
-    monkeypatch.setattr(fresh_servers, "_post_fork_ran_in_pid", None)
-    monkeypatch.setattr(fresh_servers, "_started_by_uwsgi", lambda: True)
-    monkeypatch.setattr(fresh_servers, "_after_fork", fresh_servers._run_after_fork_actions)
+    monkeypatch.setattr(fresh_servers, "_after_fork", in_uwsgi.run_after_fork_actions)
     uwsgi = _fake_uwsgi(master_pid=os.getpid())
     monkeypatch.setitem(sys.modules, "uwsgi", uwsgi)
 
-    assert fresh_servers.after_server_fork(start) is False
-    assert fresh_servers.after_server_fork(start) is False  # kept once
-    assert fresh_servers.after_server_fork(broken) is False
+    assert in_uwsgi.after_server_fork(start) is False
+    assert in_uwsgi.after_server_fork(start) is False  # kept once
+    assert in_uwsgi.after_server_fork(broken) is False
     assert calls == []  # nothing runs in the master
 
     assert fresh_servers.install_server_hooks() is True
@@ -235,20 +248,17 @@ def test_in_a_uwsgi_master_work_waits_for_each_worker_once(
     assert [r.getMessage() for r in caplog.records if "after the server's fork" in r.getMessage()] == [
         "otel-gevent-distro: broken failed after the server's fork (RuntimeError: no thread for you)."
     ]
-    assert fresh_servers.after_server_fork(start) is True  # in a worker: at once
+    assert in_uwsgi.after_server_fork(start) is True  # in a worker: at once
     assert len(calls) == 2
 
 
 def test_without_a_master_the_original_worker_runs_the_waiting_work(
-    fresh_servers: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+    fresh_servers: types.ModuleType, in_uwsgi: types.ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(fresh_servers, "_after_fork_actions", [])
-    monkeypatch.setattr(fresh_servers, "_post_fork_ran_in_pid", None)
-    monkeypatch.setattr(fresh_servers, "_started_by_uwsgi", lambda: True)
     uwsgi = _fake_uwsgi(master_pid=0)
     monkeypatch.setitem(sys.modules, "uwsgi", uwsgi)
-    assert fresh_servers.after_server_fork(lambda: calls.append("ran")) is False
+    assert in_uwsgi.after_server_fork(lambda: calls.append("ran")) is False
     assert fresh_servers.install_server_hooks() is True
     uwsgi.post_fork_hook()  # type: ignore[attr-defined]  # uWSGI calls it in worker 1, the original process
     assert calls == ["ran"]

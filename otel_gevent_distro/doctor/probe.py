@@ -15,8 +15,8 @@ from typing import Any
 
 
 def _patching() -> dict[str, Any]:
-    from otel_gevent_distro.hub import patched_modules
     from otel_gevent_distro.patching import last_report
+    from otel_gevent_distro.runtime.gevent_state import patched_modules
 
     report = last_report()
     return {

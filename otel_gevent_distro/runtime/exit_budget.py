@@ -23,7 +23,7 @@ import time
 import weakref
 from typing import Protocol
 
-from otel_gevent_distro import forksafe
+from otel_gevent_distro.runtime import forksafe
 
 
 class ExitParticipant(Protocol):

@@ -27,9 +27,9 @@ from otel_gevent_distro.startup import start
 
 def _pipeline_classes() -> dict[str, Any]:
     """The processor and reader classes the configurator installs."""
-    from otel_gevent_distro.log_processor import GeventBatchLogRecordProcessor
-    from otel_gevent_distro.metric_reader import GeventPeriodicMetricReader
-    from otel_gevent_distro.span_processor import GeventBatchSpanProcessor
+    from otel_gevent_distro.pipeline.log_processor import GeventBatchLogRecordProcessor
+    from otel_gevent_distro.pipeline.metric_reader import GeventPeriodicMetricReader
+    from otel_gevent_distro.pipeline.span_processor import GeventBatchSpanProcessor
 
     return {
         "export_span_processor": GeventBatchSpanProcessor,

@@ -114,9 +114,9 @@ def check_sdk() -> list[Miss]:
     from opentelemetry import metrics, trace
     from opentelemetry._logs import get_logger_provider
 
-    from otel_gevent_distro.log_processor import GeventBatchLogRecordProcessor
-    from otel_gevent_distro.metric_reader import GeventPeriodicMetricReader
-    from otel_gevent_distro.span_processor import GeventBatchSpanProcessor
+    from otel_gevent_distro.pipeline.log_processor import GeventBatchLogRecordProcessor
+    from otel_gevent_distro.pipeline.metric_reader import GeventPeriodicMetricReader
+    from otel_gevent_distro.pipeline.span_processor import GeventBatchSpanProcessor
 
     parts = (
         (

@@ -6,7 +6,7 @@ configurator substitutes it for the SDK's class by name, so the constructor
 keeps that class's shape.
 
 Collecting and exporting run on the reader's native export thread
-(:class:`~otel_gevent_distro.worker.ExportThread`), every interval, in every
+(:class:`~otel_gevent_distro.pipeline.worker.ExportThread`), every interval, in every
 process: a forked child gets a thread of its own from the at-fork hook, so a
 child that only records metrics exports on its own schedule, even if it is
 killed before it could flush. ``force_flush`` and ``shutdown`` ask that
@@ -26,9 +26,9 @@ from typing import Any
 from opentelemetry.sdk.environment_variables import OTEL_METRIC_EXPORT_INTERVAL, OTEL_METRIC_EXPORT_TIMEOUT
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, MetricsData
 
-from otel_gevent_distro import native
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.exporter_calls import (
+from otel_gevent_distro.pipeline import native
+from otel_gevent_distro.pipeline.exporter_calls import (
     ERROR_LOG_INTERVAL_S,
     RateLimiter,
     interrupt_at,
@@ -37,10 +37,10 @@ from otel_gevent_distro.exporter_calls import (
     succeeded,
     suppressed,
 )
-from otel_gevent_distro.pipeline_options import resolve_metric_options
+from otel_gevent_distro.pipeline.options import resolve_metric_options
+from otel_gevent_distro.pipeline.worker import ExportThread, wait_released
 from otel_gevent_distro.runtime import exit_budget, forksafe
 from otel_gevent_distro.runtime.server_fork import after_server_fork
-from otel_gevent_distro.worker import ExportThread, wait_released
 
 
 def _component_type() -> dict[str, Any]:

@@ -34,8 +34,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from otel_gevent_distro import native
 from otel_gevent_distro._log import PREFIX, logger
+from otel_gevent_distro.pipeline import native
 from otel_gevent_distro.runtime import forksafe
 from otel_gevent_distro.runtime.gevent_state import module_patched, on_main_native_thread, silence_this_threads_monitor
 
@@ -47,7 +47,7 @@ class ExportThread:
     """Runs ``step`` on a native thread whenever rung, or after ``wait_s()`` seconds.
 
     ``prepare``, when given, runs once on the new thread before anything else
-    (see :func:`~otel_gevent_distro.exporter_calls.prepare_export_thread`).
+    (see :func:`~otel_gevent_distro.pipeline.exporter_calls.prepare_export_thread`).
 
     ``wait_s`` is asked before every wait, so a step keeps its own schedule
     (an idle pipeline waits until rung, at no CPU cost). :meth:`stop` makes the

@@ -3,7 +3,7 @@
 Owns :class:`BatchPipeline` (queue, batches, flush, shutdown and the
 per-process counters), :class:`PipelineOwner` (what both processors share)
 and :class:`DropReporter`. Exports run on the pipeline's
-:class:`~otel_gevent_distro.worker.ExportThread`, a native OS thread.
+:class:`~otel_gevent_distro.pipeline.worker.ExportThread`, a native OS thread.
 
 *Emit* (``span.end()``, a logging call) appends to a ``deque`` and, when the
 queue was empty or just reached a full batch, rings the thread's native
@@ -36,9 +36,9 @@ import collections
 import time
 from typing import Any
 
-from otel_gevent_distro import native
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.exporter_calls import (
+from otel_gevent_distro.pipeline import native
+from otel_gevent_distro.pipeline.exporter_calls import (
     ERROR_LOG_INTERVAL_S,
     Exporter,
     RateLimiter,
@@ -47,10 +47,10 @@ from otel_gevent_distro.exporter_calls import (
     prepare_export_thread,
     shutdown_exporter,
 )
-from otel_gevent_distro.pipeline_options import BatchOptions
+from otel_gevent_distro.pipeline.options import BatchOptions
+from otel_gevent_distro.pipeline.worker import ExportThread, wait_released
 from otel_gevent_distro.runtime import exit_budget, forksafe
 from otel_gevent_distro.runtime.server_fork import after_server_fork
-from otel_gevent_distro.worker import ExportThread, wait_released
 
 #: At most one warning line about dropped items per this many seconds.
 DROP_LOG_INTERVAL_S = 10.0
@@ -134,7 +134,7 @@ class BatchPipeline:
 
     def __init__(self, exporter: Exporter, options: BatchOptions, what: str, metrics: Any = None) -> None:
         self.exporter = exporter
-        #: The SDK's processor metrics (:mod:`otel_gevent_distro.processor_metrics`), or None.
+        #: The SDK's processor metrics (:mod:`otel_gevent_distro.pipeline.processor_metrics`), or None.
         self._metrics = metrics
         if metrics is not None:
             metrics.register_queue_size(lambda: len(self._queue))

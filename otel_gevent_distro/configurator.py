@@ -3,7 +3,7 @@
 Builds the SDK through the SDK's own ``_initialize_components``, passing the
 distro's fork-safe, hub-friendly processors as keyword arguments; the build is
 step 5 of the start-up sequence (:mod:`otel_gevent_distro.startup`), which also
-drops exporters that cannot load (:mod:`otel_gevent_distro.exporters`) and
+drops exporters that cannot load (:mod:`otel_gevent_distro.export.selection`) and
 starts the health telemetry after it. A failing build is one error line, never
 a traceback. The SDK has
 no keyword for the metric reader, so for the length of that one call the

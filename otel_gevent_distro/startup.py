@@ -84,7 +84,7 @@ def start(*, defaults: bool = True, build_sdk: Callable[[], bool] | None = None)
             return _before_sdk
         # 5. Build the SDK: exporters that cannot load dropped first, the SDK's
         #    resource refresh made thread-free.
-        from otel_gevent_distro.exporters import check_exporters
+        from otel_gevent_distro.export.selection import check_exporters
         from otel_gevent_distro.resource_refresh import install as refresh_resources_without_threads
         from otel_gevent_distro.upstream_checks import check_resource_refresh, check_sdk
 

@@ -1,10 +1,10 @@
-"""gevent's health as OpenTelemetry telemetry.
+"""The health monitor: gevent's health as OpenTelemetry telemetry, one monitor per process.
 
 Meter ``otel_gevent_distro.health``:
 
 * ``gevent.loop.block.duration`` (histogram, ``s``): how long a greenlet kept
   the event loop from running, for each block gevent's monitor thread saw
-  (longer than ``max_blocking_time``). See :mod:`otel_gevent_distro.loop_blocking`,
+  (longer than ``max_blocking_time``). See :mod:`otel_gevent_distro.health.loop_blocking`,
   which also emits the log record ``gevent.loop.blocked`` with the stack.
 * ``gevent.loop.lag`` (histogram, ``s``): how late a timer of
   ``OTEL_PYTHON_GEVENT_HEALTH_INTERVAL`` seconds wakes its greenlet, measured
@@ -15,7 +15,7 @@ Meter ``otel_gevent_distro.health``:
   its loop ran one interval (``pip``, a management command) exports nothing. Counted with a
   spawn callback keeping weak references; nothing scans the garbage collector.
 
-:func:`start_health_monitoring` is what the configurator calls once the SDK
+:func:`start_health_monitoring` is what start-up calls once the SDK
 is built: idempotent, never raising, and a no-op (one debug line) when the
 option is off or gevent has not patched the process.
 
@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.loop_blocking import REPORT_INTERVAL, BlockReporter
+from otel_gevent_distro.health.loop_blocking import REPORT_INTERVAL, BlockReporter
 from otel_gevent_distro.settings import Settings, get_settings
 from otel_gevent_distro.version import __version__
 

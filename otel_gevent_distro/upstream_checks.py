@@ -4,7 +4,7 @@ The distro reaches into OpenTelemetry and gevent where they have no public
 hook (each place is listed in ``docs/design.md`` with the versions tested):
 the SDK builds its periodic metric reader from a module global the
 configurator swaps, the providers refresh their resource through a module
-function :mod:`otel_gevent_distro.resource_refresh` replaces, gevent's
+function :mod:`otel_gevent_distro.startup.resource_refresh` replaces, gevent's
 monitor keeps its switch tracer and fork handler in private attributes. A new
 upstream release may move any of these; the swap then does nothing and the
 process silently gets upstream's behaviour (threads restarted in at-fork
@@ -162,9 +162,9 @@ def check_sdk() -> list[Miss]:
 
 
 def check_resource_refresh(swapped: list[str]) -> None:
-    """After :func:`otel_gevent_distro.resource_refresh.install`: every provider that refreshes was reached."""
-    from otel_gevent_distro import resource_refresh
+    """After :func:`otel_gevent_distro.startup.resource_refresh.install`: every provider that refreshes was reached."""
     from otel_gevent_distro.runtime.gevent_state import module_patched
+    from otel_gevent_distro.startup import resource_refresh
 
     if not module_patched("threading"):
         return  # nothing to make thread-free

@@ -174,7 +174,7 @@ def test_another_distro_found_first_is_one_problem_with_its_fix(tmp_path: Path) 
 
 
 def test_the_gevent_distro_chosen_by_directory_order_is_a_warning(tmp_path: Path) -> None:
-    folder = _entry_points_first(tmp_path, "gevent", "otel_gevent_distro.distro:GeventDistro")
+    folder = _entry_points_first(tmp_path, "gevent", "otel_gevent_distro.startup.distro:GeventDistro")
     returncode, report = doctor({"PYTHONPATH": folder}, "--via", "instrument")
     assert returncode == 0, report["findings"]
     warnings = [f for f in report["findings"] if f["severity"] == "warning"]

@@ -92,7 +92,7 @@ def test_excluding_thread_takes_queue_along(caplog: pytest.LogCaptureFixture) ->
 
 
 def test_every_integration_the_option_names_can_be_turned_on() -> None:
-    from otel_gevent_distro.integrations import DEFINITIONS
     from otel_gevent_distro.settings import INTEGRATIONS
+    from otel_gevent_distro.startup.integrations import DEFINITIONS
 
     assert set(DEFINITIONS) == set(INTEGRATIONS)

@@ -9,8 +9,8 @@ from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import Any
 
-from otel_gevent_distro.preload import CATALOG, module_installed
 from otel_gevent_distro.settings import load_settings
+from otel_gevent_distro.startup.preload import CATALOG, module_installed
 
 DISTRIBUTIONS = (
     "otel-gevent-distro",

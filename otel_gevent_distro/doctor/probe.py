@@ -15,8 +15,8 @@ from typing import Any
 
 
 def _patching() -> dict[str, Any]:
-    from otel_gevent_distro.patching import last_report
     from otel_gevent_distro.runtime.gevent_state import patched_modules
+    from otel_gevent_distro.startup.patching import last_report
 
     report = last_report()
     return {
@@ -70,13 +70,13 @@ def _upstream_misses() -> list[str]:
 
 def _integrations() -> dict[str, str]:
     """name -> "on", "off", or "on first import" (the probe imports neither grpc nor psycopg2)."""
-    from otel_gevent_distro.integrations import integration_states
+    from otel_gevent_distro.startup.integrations import integration_states
 
     return integration_states()
 
 
 def _preload() -> dict[str, list[str]]:
-    from otel_gevent_distro.startup import bootstrap_result
+    from otel_gevent_distro.startup.sequence import bootstrap_result
 
     result = bootstrap_result()
     if result is None or result.preload is None:
@@ -91,7 +91,7 @@ def _preload() -> dict[str, list[str]]:
 def collect() -> dict[str, Any]:
     """Everything the probe can see, each part guarded so one failure costs one part."""
     report: dict[str, Any] = {
-        "started": "otel_gevent_distro.startup" in sys.modules,
+        "started": "otel_gevent_distro.startup.sequence" in sys.modules,
         "configurator_ran": _configurator_ran(),
     }
     parts = (
@@ -110,7 +110,7 @@ def collect() -> dict[str, Any]:
 
 
 def _configurator_ran() -> bool:
-    configurator = sys.modules.get("otel_gevent_distro.configurator")
+    configurator = sys.modules.get("otel_gevent_distro.startup.configurator")
     return bool(configurator and configurator.GeventConfigurator._instance is not None)
 
 

@@ -8,7 +8,7 @@ worker it forks then hangs for good, never answering even SIGINT.
 pipelines' export threads, gevent's monitor thread, the resolver's thread
 pool): at once anywhere else, and inside uWSGI in each worker right after
 the fork, run by the uWSGI post-fork hook that start-up installs
-(:mod:`otel_gevent_distro.startup.uwsgi`), which calls
+(:mod:`otel_gevent_distro.startup.uwsgi_hooks`), which calls
 :func:`run_after_fork_actions`.
 
 Owns that registry and the few questions about uWSGI it needs answered (is

@@ -2,7 +2,7 @@
 
 Builds the SDK through the SDK's own ``_initialize_components``, passing the
 distro's fork-safe, hub-friendly processors as keyword arguments; the build is
-step 5 of the start-up sequence (:mod:`otel_gevent_distro.startup`), which also
+step 5 of the start-up sequence (:mod:`otel_gevent_distro.startup.sequence`), which also
 drops exporters that cannot load (:mod:`otel_gevent_distro.export.selection`) and
 starts the health telemetry after it. A failing build is one error line, never
 a traceback. The SDK has
@@ -22,7 +22,7 @@ from opentelemetry.sdk import _configuration as sdk_configuration
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.startup import start
+from otel_gevent_distro.startup.sequence import start
 
 
 def _pipeline_classes() -> dict[str, Any]:

@@ -42,8 +42,8 @@ from typing import Any
 
 from otel_gevent_distro._log import PREFIX, logger
 from otel_gevent_distro.import_hooks import when_imported
-from otel_gevent_distro.preload import module_installed
 from otel_gevent_distro.settings import INTEGRATIONS, get_settings
+from otel_gevent_distro.startup.preload import module_installed
 
 
 def _grpc(grpc: ModuleType, imported_now: bool) -> bool:
@@ -58,7 +58,7 @@ def _grpc(grpc: ModuleType, imported_now: bool) -> bool:
     from grpc.experimental import gevent as grpc_gevent
 
     grpc_gevent.init_gevent()
-    from otel_gevent_distro.exit_flush import keep_pool_threads_ready
+    from otel_gevent_distro.startup.exit_flush import keep_pool_threads_ready
 
     keep_pool_threads_ready()  # gRPC's calls at exit need pool threads that exist already
     return True

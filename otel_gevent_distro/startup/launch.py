@@ -1,7 +1,7 @@
 """What the distro's ``sitecustomize.py`` runs at interpreter start-up.
 
 Order: the program's folder on ``sys.path`` where ``opentelemetry-instrument``
-puts it; the start-up sequence (:mod:`otel_gevent_distro.startup`) up to
+puts it; the start-up sequence (:mod:`otel_gevent_distro.startup.sequence`) up to
 the defaults (patch, preload, integrations) before anything of OpenTelemetry
 is imported; select this distro and configurator unless the
 user chose others; run OpenTelemetry's auto-instrumentation; then chain to
@@ -89,9 +89,9 @@ def _same_folder(entry: str, folder: Path) -> bool:
 
 
 def _start() -> None:
-    from otel_gevent_distro.defaults import remember_user_environment
     from otel_gevent_distro.runtime.gevent_state import is_patched
-    from otel_gevent_distro.startup import start
+    from otel_gevent_distro.startup.defaults import remember_user_environment
+    from otel_gevent_distro.startup.sequence import start
 
     remember_user_environment()
     # The steps before the SDK; the defaults and the SDK follow when

@@ -109,7 +109,7 @@ def catalog() -> dict[str, bool]:
 
 def sitecustomize_folder() -> dict[str, Any]:
     """Where the distro's sitecustomize folder is, whether PYTHONPATH has it, and what comes before it."""
-    from otel_gevent_distro.cli import sitecustomize_path
+    from otel_gevent_distro.startup.launch import sitecustomize_path
 
     folder = sitecustomize_path().resolve()
     entries = [Path(entry).resolve() for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]

@@ -7,6 +7,9 @@ is imported; select this distro and configurator unless the
 user chose others; run OpenTelemetry's auto-instrumentation; then chain to
 the next ``sitecustomize`` found later on ``sys.path`` (Debian ships one),
 which Python would otherwise never run. Nothing here raises into the program.
+
+Also says where that ``sitecustomize.py`` is (:func:`sitecustomize_path`,
+for ``otel-gevent-distro sitecustomize-path`` and the doctor).
 """
 
 from __future__ import annotations
@@ -22,6 +25,19 @@ from otel_gevent_distro._log import PREFIX, logger
 #: Set while start-up runs, so a Python child spawned during it does not start again.
 _GUARD = "_OTEL_GEVENT_DISTRO_STARTING"
 _UPSTREAM_PATCH = "OTEL_PYTHON_AUTO_INSTRUMENTATION_EXPERIMENTAL_GEVENT_PATCH"
+
+
+def sitecustomize_path() -> Path:
+    """The folder holding the distro's ``sitecustomize.py``.
+
+    In a wheel it ships inside the package; in a source checkout it is the
+    repository's top-level ``sitecustomize`` folder.
+    """
+    package = Path(__file__).resolve().parent.parent
+    shipped = package / "sitecustomize"
+    if (shipped / "sitecustomize.py").is_file():
+        return shipped
+    return package.parent / "sitecustomize"
 
 
 def run_sitecustomize(sitecustomize_file: str) -> None:

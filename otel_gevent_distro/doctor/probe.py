@@ -46,7 +46,7 @@ def _sdk() -> dict[str, Any]:
     from opentelemetry import metrics, trace
     from opentelemetry._logs import get_logger_provider
 
-    from otel_gevent_distro.upstream_checks import log_processors_of, metric_readers_of, span_processors_of
+    from otel_gevent_distro.startup.upstream_checks import log_processors_of, metric_readers_of, span_processors_of
 
     tracer_provider = trace.get_tracer_provider()
     span_processors = span_processors_of(tracer_provider)
@@ -63,7 +63,7 @@ def _sdk() -> dict[str, Any]:
 
 
 def _upstream_misses() -> list[str]:
-    from otel_gevent_distro.upstream_checks import misses
+    from otel_gevent_distro.runtime.upstream_misses import misses
 
     return [miss.line() for miss in misses()]
 

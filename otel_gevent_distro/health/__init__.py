@@ -11,7 +11,8 @@ Code that builds the SDK itself starts (and stops) it with::
 
 Dependency direction: this part imports the package's base modules,
 :mod:`otel_gevent_distro.runtime` (the exit budget it stops reporting at,
-gevent's patch state), gevent and OpenTelemetry's API. It never imports the
+gevent's patch state, the list of upstream misses), gevent and
+OpenTelemetry's API. It never imports the
 pipeline, the export or start-up: what it records goes through whatever
 providers the SDK has. Start-up imports it once the SDK is built.
 """

@@ -169,7 +169,7 @@ class BlockReporter:
             return
         missing = [name for name in ("_greenlet_tracer", "_on_fork") if not hasattr(monitor, name)]
         if missing:
-            from otel_gevent_distro.upstream_checks import report_miss
+            from otel_gevent_distro.runtime.upstream_misses import report_miss
 
             report_miss(
                 "the block reporting in forked children",

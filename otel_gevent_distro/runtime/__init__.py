@@ -8,7 +8,11 @@ that exports, measures or starts telemetry:
 * :mod:`.server_fork`: work that waits for uWSGI's fork (:func:`~.server_fork.after_server_fork`);
 * :mod:`.exit_budget`: the one deadline of everything done at interpreter exit;
 * :mod:`.gevent_state`: which modules gevent patched, and whether this is the
-  main OS thread.
+  main OS thread;
+* :mod:`.import_hooks`: work that waits for a module's first import (the
+  gevent integrations);
+* :mod:`.upstream_misses`: what did not take effect because upstream moved a
+  private name (start-up's checks and the health telemetry report there).
 
 Dependency direction: this part imports only the package's base modules
 (``_log``, ``settings``, ``environment_variables``, ``version``) and the

@@ -9,8 +9,10 @@ paths that run it: the ``sitecustomize`` folder and the Operator's image
 (gRPC's gevent mode, psycogreen; also gevent's ``did_patch_all`` plugin),
 :mod:`.uwsgi_hooks` (uWSGI's post-fork and exit hooks),
 :mod:`.resource_refresh` (the SDK's resource refresh after fork, made
-thread-free) and :mod:`.exit_flush` (what exporting at exit needs prepared:
-``weakref``'s exit hook in order, gRPC's pool threads ready).
+thread-free), :mod:`.exit_flush` (what exporting at exit needs prepared:
+``weakref``'s exit hook in order, gRPC's pool threads ready) and
+:mod:`.upstream_checks` (after the build: what the distro put into the SDK
+is in place).
 
 ``exit_flush`` is here, not in the pipeline: nothing in the pipeline calls
 it; start-up and the gRPC integration prepare the process with it.

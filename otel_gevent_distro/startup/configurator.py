@@ -8,7 +8,7 @@ starts the health telemetry after it. A failing build is one error line, never
 a traceback. The SDK has
 no keyword for the metric reader, so for the length of that one call the
 reader class it uses is swapped for the distro's (:func:`_metric_reader_swapped`);
-:mod:`otel_gevent_distro.upstream_checks` verifies after the build that the
+:mod:`otel_gevent_distro.startup.upstream_checks` verifies after the build that the
 swap took effect.
 """
 

@@ -24,7 +24,7 @@ library is not installed, can be turned off with
 Nothing is imported for an integration at start-up: one whose library is
 loaded already turns on at once; the others turn on right after the
 program (or the SDK, for the OTLP/gRPC exporter) first imports ``grpc`` or
-``psycopg2`` (:mod:`otel_gevent_distro.import_hooks`). No gRPC object can
+``psycopg2`` (:mod:`otel_gevent_distro.runtime.import_hooks`). No gRPC object can
 exist before ``import grpc`` returns, so gRPC's gevent mode is still on before
 the first channel; a process that never uses gRPC or psycopg2 does not pay
 for loading them (tens of MB per worker).
@@ -41,7 +41,7 @@ from types import ModuleType
 from typing import Any
 
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.import_hooks import when_imported
+from otel_gevent_distro.runtime.import_hooks import when_imported
 from otel_gevent_distro.settings import INTEGRATIONS, get_settings
 from otel_gevent_distro.startup.preload import module_installed
 
@@ -117,7 +117,7 @@ def enable_integrations() -> dict[str, bool]:
 
     Returns name -> on now. An integration whose library the program has
     not imported yet costs nothing until it does: the library is not
-    imported at start-up (:mod:`otel_gevent_distro.import_hooks`).
+    imported at start-up (:mod:`otel_gevent_distro.runtime.import_hooks`).
     """
     disabled = get_settings().disabled_integrations
     for name in INTEGRATIONS:

@@ -86,7 +86,7 @@ def start(*, defaults: bool = True, build_sdk: Callable[[], bool] | None = None)
         #    resource refresh made thread-free.
         from otel_gevent_distro.export.selection import check_exporters
         from otel_gevent_distro.startup.resource_refresh import install as refresh_resources_without_threads
-        from otel_gevent_distro.upstream_checks import check_resource_refresh, check_sdk
+        from otel_gevent_distro.startup.upstream_checks import check_resource_refresh, check_sdk
 
         check_exporters()
         check_resource_refresh(refresh_resources_without_threads())

@@ -12,10 +12,11 @@ hooks, an export on the SDK's own thread).
 
 This module owns the check that it did not happen: each part is verified
 after it was installed, and one that did not take effect is a *miss*: one
-warning naming the part and the upstream version, kept in a list that the
-doctor's probe reports as a finding. A check that cannot read what it
-checks (an internal it reads moved too) is a miss as well, never a silent
-pass. Nothing here raises or changes the SDK.
+warning naming the part and the upstream version, kept in a list
+(:mod:`otel_gevent_distro.runtime.upstream_misses`, where the health
+telemetry reports its own) that the doctor's probe reports as a finding. A
+check that cannot read what it checks (an internal it reads moved too) is a
+miss as well, never a silent pass. Nothing here raises or changes the SDK.
 
 It also owns the guarded reads of the providers' internals that the checks
 and the doctor share (:func:`span_processors_of`, :func:`log_processors_of`,
@@ -25,48 +26,9 @@ elsewhere.
 
 from __future__ import annotations
 
-import importlib.metadata
-from dataclasses import dataclass
 from typing import Any
 
-from otel_gevent_distro._log import PREFIX, logger
-
-
-@dataclass(frozen=True)
-class Miss:
-    """One part of the distro that did not take effect in this process."""
-
-    part: str
-    upstream: str
-    consequence: str
-
-    def line(self) -> str:
-        return f"{self.part} is not in place with {self.upstream}: {self.consequence}"
-
-
-_misses: list[Miss] = []
-
-
-def misses() -> list[Miss]:
-    """The parts that did not take effect in this process, in the order found."""
-    return list(_misses)
-
-
-def report_miss(part: str, distribution: str, consequence: str) -> None:
-    """Record ``part`` as not in place and warn once for it."""
-    if any(miss.part == part for miss in _misses):
-        return
-    miss = Miss(part, f"{distribution} {_version(distribution)}", consequence)
-    _misses.append(miss)
-    logger.warning("%s%s; please report it with this line.", PREFIX, miss.line())
-
-
-def _version(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "(version unknown)"
-
+from otel_gevent_distro.runtime.upstream_misses import Miss, misses, report_miss
 
 # -- guarded reads of the providers' internals ---------------------------------
 

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any
 from otel_gevent_distro.version import __version__
 
 if TYPE_CHECKING:
-    from otel_gevent_distro.log_processor import GeventBatchLogRecordProcessor
-    from otel_gevent_distro.metric_reader import GeventPeriodicMetricReader
-    from otel_gevent_distro.span_processor import GeventBatchSpanProcessor
+    from otel_gevent_distro.pipeline.log_processor import GeventBatchLogRecordProcessor
+    from otel_gevent_distro.pipeline.metric_reader import GeventPeriodicMetricReader
+    from otel_gevent_distro.pipeline.span_processor import GeventBatchSpanProcessor
 
 #: Public name -> the module that defines it, imported on first access (PEP 562).
 _LAZY = {
-    "GeventBatchLogRecordProcessor": "otel_gevent_distro.log_processor",
-    "GeventBatchSpanProcessor": "otel_gevent_distro.span_processor",
-    "GeventPeriodicMetricReader": "otel_gevent_distro.metric_reader",
+    "GeventBatchLogRecordProcessor": "otel_gevent_distro.pipeline.log_processor",
+    "GeventBatchSpanProcessor": "otel_gevent_distro.pipeline.span_processor",
+    "GeventPeriodicMetricReader": "otel_gevent_distro.pipeline.metric_reader",
 }
 
 __all__ = [

@@ -4,6 +4,9 @@
 ``PYTHONPATH`` so that plain ``python app.py`` or ``gunicorn ...`` start with
 the distro; ``otel-gevent-distro doctor`` checks the set-up of this
 environment (:mod:`otel_gevent_distro.doctor`).
+
+The command is the top of the package: it imports the doctor and start-up's
+launch module, and nothing imports it.
 """
 
 from __future__ import annotations
@@ -11,22 +14,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
+from otel_gevent_distro.startup.launch import sitecustomize_path
 from otel_gevent_distro.version import __version__
-
-
-def sitecustomize_path() -> Path:
-    """The folder holding the distro's ``sitecustomize.py``.
-
-    In a wheel it ships inside the package; in a source checkout it is the
-    repository's top-level ``sitecustomize`` folder.
-    """
-    package = Path(__file__).resolve().parent
-    shipped = package / "sitecustomize"
-    if (shipped / "sitecustomize.py").is_file():
-        return shipped
-    return package.parent / "sitecustomize"
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -46,7 +46,8 @@ PATCHABLE_MODULES = (
     "contextvars",
 )
 
-#: Integrations that :mod:`otel_gevent_distro.integrations` knows.
+#: The gevent integrations, in the order they are turned on; the one list of their names
+#: (:mod:`otel_gevent_distro.startup.integrations` says how each is turned on).
 INTEGRATIONS = ("grpc", "psycogreen")
 
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")

@@ -2,11 +2,11 @@
 
 Put this folder first on PYTHONPATH (``otel-gevent-distro sitecustomize-path``
 prints where the installed copy lives). All logic is in
-``otel_gevent_distro.launch``; this file only decides *when* it runs.
+``otel_gevent_distro.startup.launch``; this file only decides *when* it runs.
 """
 
 try:
-    from otel_gevent_distro.launch import run_sitecustomize
+    from otel_gevent_distro.startup.launch import run_sitecustomize
 except ImportError as _exc:
     import sys
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from otel_gevent_distro import defaults
+from otel_gevent_distro.startup import defaults
 
 PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
 
@@ -48,7 +48,7 @@ def test_unrecorded_the_users_environment_is_the_one_the_process_started_with() 
     program = (
         "import os\n"
         "os.environ['OTEL_EXPORTER_OTLP_PROTOCOL'] = 'grpc'\n"
-        "from otel_gevent_distro import defaults\n"
+        "from otel_gevent_distro.startup import defaults\n"
         "if defaults._environment_at_start() is None:\n"
         "    print('no start-up environment here')\n"
         "else:\n"

@@ -40,10 +40,10 @@ def test_healthy_instrument_setup() -> None:
     assert probe["patching"]["sdk_imported_before_patch"] is False
     assert probe["preload"]["imported"] == ["magic"]
     assert probe["configurator_ran"] is True
-    assert probe["sdk"]["span_processors"] == ["otel_gevent_distro.span_processor.GeventBatchSpanProcessor"]
+    assert probe["sdk"]["span_processors"] == ["otel_gevent_distro.pipeline.span_processor.GeventBatchSpanProcessor"]
     # Read where each SDK keeps them (1.40 and 1.45 differ for metric readers).
-    assert probe["sdk"]["metric_readers"] == ["otel_gevent_distro.metric_reader.GeventPeriodicMetricReader"]
-    assert probe["sdk"]["log_processors"] == ["otel_gevent_distro.log_processor.GeventBatchLogRecordProcessor"]
+    assert probe["sdk"]["metric_readers"] == ["otel_gevent_distro.pipeline.metric_reader.GeventPeriodicMetricReader"]
+    assert probe["sdk"]["log_processors"] == ["otel_gevent_distro.pipeline.log_processor.GeventBatchLogRecordProcessor"]
     assert probe["upstream_misses"] == []
     assert report["environment"]["selection"]["configurator"] == "gevent"
     assert report["environment"]["versions"]["gevent"]
@@ -174,7 +174,7 @@ def test_another_distro_found_first_is_one_problem_with_its_fix(tmp_path: Path) 
 
 
 def test_the_gevent_distro_chosen_by_directory_order_is_a_warning(tmp_path: Path) -> None:
-    folder = _entry_points_first(tmp_path, "gevent", "otel_gevent_distro.distro:GeventDistro")
+    folder = _entry_points_first(tmp_path, "gevent", "otel_gevent_distro.startup.distro:GeventDistro")
     returncode, report = doctor({"PYTHONPATH": folder}, "--via", "instrument")
     assert returncode == 0, report["findings"]
     warnings = [f for f in report["findings"] if f["severity"] == "warning"]

@@ -60,7 +60,7 @@ def test_refresh_is_left_alone_without_gevent_threads() -> None:
     """In a process where gevent did not patch threading, the SDK keeps its own refresh."""
     import opentelemetry.sdk.trace as sdk_trace
 
-    from otel_gevent_distro import resource_refresh
+    from otel_gevent_distro.startup import resource_refresh
 
     before = sdk_trace._get_process_dependent_resource
     assert resource_refresh.install() == []
@@ -69,7 +69,7 @@ def test_refresh_is_left_alone_without_gevent_threads() -> None:
 
 @SDK_REFRESHES_RESOURCES
 def test_inline_detection_keeps_the_instance_id_within_a_process() -> None:
-    from otel_gevent_distro.resource_refresh import detect_inline
+    from otel_gevent_distro.startup.resource_refresh import detect_inline
 
     first = detect_inline().attributes["service.instance.id"]
     assert first == detect_inline().attributes["service.instance.id"]

@@ -16,9 +16,10 @@ from typing import Any
 import gevent
 import pytest
 
-from otel_gevent_distro.health import BLOCK_DURATION, GREENLET_COUNT, LOOP_LAG, start_health_monitoring
-from otel_gevent_distro.loop_blocking import BLOCKED_EVENT, Block, BlockReporter, blocked_stack, greenlet_name
-from otel_gevent_distro.patching import is_patched
+from otel_gevent_distro.health import start_health_monitoring
+from otel_gevent_distro.health.loop_blocking import BLOCKED_EVENT, Block, BlockReporter, blocked_stack, greenlet_name
+from otel_gevent_distro.health.monitor import BLOCK_DURATION, GREENLET_COUNT, LOOP_LAG
+from otel_gevent_distro.runtime.gevent_state import is_patched
 from otel_gevent_distro.settings import Settings, load_settings
 from tests.launch import run_app, write_app
 

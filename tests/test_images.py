@@ -260,7 +260,7 @@ def test_autoinstrumentation_folder_holds_the_distro_but_not_gevent(autoinstrume
     assert {"otel_gevent_distro", "opentelemetry", "grpc", "requests"} <= top, sorted(top)
     assert not top & set(NOT_IN_FOLDER), sorted(top & set(NOT_IN_FOLDER))
     startup = autoinstrumentation / "opentelemetry/instrumentation/auto_instrumentation/sitecustomize.py"
-    assert "otel_gevent_distro.launch" in startup.read_text(), (
+    assert "otel_gevent_distro.startup.launch" in startup.read_text(), (
         "the distro's sitecustomize is not the one the Operator runs"
     )
     unreadable = [p for p in _walk(autoinstrumentation) if not p.is_symlink() and not p.stat().st_mode & stat.S_IROTH]

@@ -9,7 +9,7 @@ from tests.launch import run_app, write_app
 
 APP = """
     import importlib.resources, json, sys
-    from otel_gevent_distro import import_hooks
+    from otel_gevent_distro.runtime import import_hooks
 
     seen = []
     import_hooks.when_imported("lib_a", lambda m: seen.append(("a", m.VALUE, "lib_a" in sys.modules)))

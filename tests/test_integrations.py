@@ -16,7 +16,7 @@ PROBE = """
     import json
     from grpc._cython import cygrpc
     import psycopg2.extensions
-    from otel_gevent_distro.integrations import enabled_integrations
+    from otel_gevent_distro.startup.integrations import enabled_integrations
     print(json.dumps({
         "enabled": enabled_integrations(),
         "grpc_gevent": bool(cygrpc.g_gevent_activated),
@@ -79,7 +79,7 @@ def test_patching_after_the_sdk_exists_refuses_grpc_mode(tmp_path: Path, receive
     source = """
         import gevent.monkey
         gevent.monkey.patch_all()
-        from otel_gevent_distro.integrations import enabled_integrations
+        from otel_gevent_distro.startup.integrations import enabled_integrations
         print(enabled_integrations()["grpc"])
     """
     env = {**receiver.env("grpc"), "OTEL_PYTHON_GEVENT_PATCH": "none"}
@@ -104,7 +104,7 @@ def test_grpc_poll_strategy_is_chosen_before_grpc_loads(
     import os
     import sys
 
-    from otel_gevent_distro import integrations
+    from otel_gevent_distro.startup import integrations
 
     if chosen is None:
         monkeypatch.delenv("GRPC_POLL_STRATEGY", raising=False)
@@ -120,7 +120,7 @@ def test_grpc_poll_strategy_is_chosen_before_grpc_loads(
 
 NOTHING_IMPORTED = """
     import json, sys
-    from otel_gevent_distro.integrations import integration_states
+    from otel_gevent_distro.startup.integrations import integration_states
     print(json.dumps({
         "loaded": sorted(m for m in ("grpc", "psycopg2", "psycogreen") if m in sys.modules),
         "states": integration_states(),

@@ -49,8 +49,8 @@ ORDER_PROBE = """
     import json, sys
     import gevent.monkey
     from opentelemetry import trace
-    from otel_gevent_distro.startup import bootstrap_result
-    from otel_gevent_distro.configurator import GeventConfigurator
+    from otel_gevent_distro.startup.sequence import bootstrap_result
+    from otel_gevent_distro.startup.configurator import GeventConfigurator
 
     result = bootstrap_result()
     print(json.dumps({
@@ -163,7 +163,7 @@ def test_already_patched_process_is_not_patched_again(tmp_path: Path, receiver) 
     app = write_app(
         tmp_path,
         """
-        from otel_gevent_distro.startup import bootstrap_result
+        from otel_gevent_distro.startup.sequence import bootstrap_result
         r = bootstrap_result().patch
         print(r.patched_by_distro, r.already_patched)
         """,
@@ -278,7 +278,7 @@ def test_the_programs_folder_is_importable_while_start_up_runs(tmp_path: Path, r
         """
         import json, os, sys
         import startup_probe
-        from otel_gevent_distro.startup import bootstrap_result
+        from otel_gevent_distro.startup.sequence import bootstrap_result
         launcher = os.path.dirname(os.path.abspath(sys.modules["sitecustomize"].__file__))
         here = os.getcwd()
         print(json.dumps({

@@ -43,7 +43,7 @@ from otel_gevent_distro.export.otlp_http import (
     resolve_config,
     retry_after_seconds,
 )
-from otel_gevent_distro.exporters import DISTRO_OTLP_HTTP, check_exporters
+from otel_gevent_distro.export.selection import DISTRO_OTLP_HTTP, check_exporters
 from tests.launch import run_app, write_app
 from tests.receiver import BlackHole, OtlpReceiver
 

@@ -18,8 +18,8 @@ PRELUDE = """
     import json, os, sys, time
     import gevent
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-    from otel_gevent_distro.pipeline import BatchPipeline
-    from otel_gevent_distro.pipeline_options import BatchOptions
+    from otel_gevent_distro.pipeline.batch import BatchPipeline
+    from otel_gevent_distro.pipeline.options import BatchOptions
 
 
     class Recorder(SpanExporter):

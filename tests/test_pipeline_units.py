@@ -26,20 +26,20 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_gevent_distro import GeventBatchLogRecordProcessor, GeventBatchSpanProcessor, GeventPeriodicMetricReader
-from otel_gevent_distro.hub import threading_patched
-from otel_gevent_distro.pipeline import BatchPipeline
-from otel_gevent_distro.pipeline_options import (
+from otel_gevent_distro.pipeline.batch import BatchPipeline
+from otel_gevent_distro.pipeline.options import (
     BatchOptions,
     MetricOptions,
     resolve_batch_options,
     resolve_metric_options,
 )
-from otel_gevent_distro.span_processor import BSP_VARIABLES
+from otel_gevent_distro.pipeline.span_processor import BSP_VARIABLES
+from otel_gevent_distro.runtime.gevent_state import module_patched
 
 
 @pytest.fixture(autouse=True)
 def _unpatched() -> None:
-    if threading_patched():
+    if module_patched("threading"):
         pytest.skip("the test process is monkey-patched; these tests need real threads")
 
 

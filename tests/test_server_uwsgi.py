@@ -5,7 +5,7 @@ Flask app of ``tests/apps`` under ``opentelemetry-instrument`` or with the
 distro's sitecustomize folder on ``PYTHONPATH`` (the options in a
 ``uwsgi.ini``, as deployments keep them; also with ``lazy-apps``). uWSGI forks its workers from
 C (no Python at-fork hooks run) and, in gevent mode, skips Python's
-``atexit``: the distro's uWSGI hooks (:mod:`otel_gevent_distro.servers`)
+``atexit``: the distro's uWSGI hooks (:mod:`otel_gevent_distro.startup.uwsgi_hooks`)
 must make every request's telemetry arrive anyway. After N requests and a
 SIGTERM, the receiver must hold exactly N front -> client -> back traces, and
 uWSGI's output must be free of tracebacks.
@@ -147,65 +147,81 @@ def _fake_uwsgi(master_pid: int) -> types.ModuleType:
 
 
 @pytest.fixture
-def fresh_servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
-    from otel_gevent_distro import servers
+def fresh_hooks(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
+    from otel_gevent_distro.startup import uwsgi_hooks
 
-    monkeypatch.setattr(servers, "_installed_in_pid", None)
+    monkeypatch.setattr(uwsgi_hooks, "_installed_in_pid", None)
     sys.modules.pop("uwsgidecorators", None)
-    yield servers
+    yield uwsgi_hooks
     sys.modules.pop("uwsgidecorators", None)  # it captured the stand-in module
 
 
-def test_outside_uwsgi_nothing_is_installed(fresh_servers: types.ModuleType) -> None:
+@pytest.fixture
+def in_uwsgi(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    """The registry of work waiting for the fork, empty, in a process taken for uWSGI's."""
+    from otel_gevent_distro.runtime import server_fork
+
+    monkeypatch.setattr(server_fork, "_after_fork_actions", [])
+    monkeypatch.setattr(server_fork, "_post_fork_ran_in_pid", None)
+    monkeypatch.setattr(server_fork, "started_by_uwsgi", lambda: True)
+    return server_fork
+
+
+def test_outside_uwsgi_nothing_is_installed(fresh_hooks: types.ModuleType) -> None:
     finders = list(sys.meta_path)
-    assert fresh_servers.install_server_hooks() is False
+    assert fresh_hooks.install_server_hooks() is False
     assert sys.meta_path == finders
 
 
 def test_without_a_master_the_hooks_wrap_the_existing_ones(
-    fresh_servers: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+    fresh_hooks: types.ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
     uwsgi = _fake_uwsgi(master_pid=0)
     uwsgi.post_fork_hook = lambda: calls.append("user post_fork")  # type: ignore[attr-defined]
     uwsgi.atexit = lambda: calls.append("user atexit")  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "uwsgi", uwsgi)
-    monkeypatch.setattr(fresh_servers, "_after_fork", lambda: calls.append("distro after fork"))
-    monkeypatch.setattr(fresh_servers, "flush_providers", lambda: calls.append("distro flush"))
+    monkeypatch.setattr(fresh_hooks, "_after_fork", lambda: calls.append("distro after fork"))
+    monkeypatch.setattr(fresh_hooks, "flush_providers", lambda: calls.append("distro flush"))
 
-    assert fresh_servers.install_server_hooks() is True
+    assert fresh_hooks.install_server_hooks() is True
     uwsgi.post_fork_hook()  # type: ignore[attr-defined]
-    monkeypatch.setattr(fresh_servers, "_installed_in_pid", -1)  # as seen from a forked worker
+    monkeypatch.setattr(fresh_hooks, "_installed_in_pid", -1)  # as seen from a forked worker
     uwsgi.post_fork_hook()  # type: ignore[attr-defined]
     uwsgi.atexit()  # type: ignore[attr-defined]
     assert calls == ["user post_fork", "distro after fork", "user post_fork", "distro flush", "user atexit"]
 
 
 def test_with_a_master_the_post_fork_hook_leads_the_uwsgidecorators_chain(
-    fresh_servers: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+    fresh_hooks: types.ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if importlib.util.find_spec("uwsgidecorators") is None:
         pytest.skip("uwsgidecorators is not installed")
     monkeypatch.setitem(sys.modules, "uwsgi", _fake_uwsgi(master_pid=os.getpid()))
-    assert fresh_servers.install_server_hooks() is True
+    assert fresh_hooks.install_server_hooks() is True
     import uwsgidecorators
 
     @uwsgidecorators.postfork
     def users_hook() -> None:  # a user's module imported after the distro started
         pass
 
-    assert uwsgidecorators.postfork_chain[0] is fresh_servers.after_uwsgi_fork
+    assert uwsgidecorators.postfork_chain[0] is fresh_hooks.after_uwsgi_fork
     assert sys.modules["uwsgi"].post_fork_hook is uwsgidecorators.postfork_chain_hook
 
 
-def test_outside_uwsgi_work_after_the_fork_runs_at_once(fresh_servers: types.ModuleType) -> None:
+def test_outside_uwsgi_work_after_the_fork_runs_at_once() -> None:
+    from otel_gevent_distro.runtime.server_fork import after_server_fork
+
     calls: list[str] = []
-    assert fresh_servers.after_server_fork(lambda: calls.append("ran")) is True
+    assert after_server_fork(lambda: calls.append("ran")) is True
     assert calls == ["ran"]
 
 
 def test_in_a_uwsgi_master_work_waits_for_each_worker_once(
-    fresh_servers: types.ModuleType, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    fresh_hooks: types.ModuleType,
+    in_uwsgi: types.ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     calls: list[str] = []
 
@@ -215,40 +231,34 @@ def test_in_a_uwsgi_master_work_waits_for_each_worker_once(
     def broken() -> None:
         raise RuntimeError("no thread for you")
 
-    monkeypatch.setattr(fresh_servers, "_after_fork_actions", [])
-    monkeypatch.setattr(fresh_servers, "_post_fork_ran_in_pid", None)
-    monkeypatch.setattr(fresh_servers, "_started_by_uwsgi", lambda: True)
-    monkeypatch.setattr(fresh_servers, "_after_fork", fresh_servers._run_after_fork_actions)
+    monkeypatch.setattr(fresh_hooks, "_after_fork", in_uwsgi.run_after_fork_actions)
     uwsgi = _fake_uwsgi(master_pid=os.getpid())
     monkeypatch.setitem(sys.modules, "uwsgi", uwsgi)
 
-    assert fresh_servers.after_server_fork(start) is False
-    assert fresh_servers.after_server_fork(start) is False  # kept once
-    assert fresh_servers.after_server_fork(broken) is False
+    assert in_uwsgi.after_server_fork(start) is False
+    assert in_uwsgi.after_server_fork(start) is False  # kept once
+    assert in_uwsgi.after_server_fork(broken) is False
     assert calls == []  # nothing runs in the master
 
-    assert fresh_servers.install_server_hooks() is True
-    monkeypatch.setattr(fresh_servers, "_installed_in_pid", -1)  # as seen from a forked worker
+    assert fresh_hooks.install_server_hooks() is True
+    monkeypatch.setattr(fresh_hooks, "_installed_in_pid", -1)  # as seen from a forked worker
     uwsgi.post_fork_hook()  # type: ignore[attr-defined]
     uwsgi.post_fork_hook()  # a second call in the same worker does nothing more
     assert calls == [f"start in {os.getpid()}"]
     assert [r.getMessage() for r in caplog.records if "after the server's fork" in r.getMessage()] == [
         "otel-gevent-distro: broken failed after the server's fork (RuntimeError: no thread for you)."
     ]
-    assert fresh_servers.after_server_fork(start) is True  # in a worker: at once
+    assert in_uwsgi.after_server_fork(start) is True  # in a worker: at once
     assert len(calls) == 2
 
 
 def test_without_a_master_the_original_worker_runs_the_waiting_work(
-    fresh_servers: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+    fresh_hooks: types.ModuleType, in_uwsgi: types.ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(fresh_servers, "_after_fork_actions", [])
-    monkeypatch.setattr(fresh_servers, "_post_fork_ran_in_pid", None)
-    monkeypatch.setattr(fresh_servers, "_started_by_uwsgi", lambda: True)
     uwsgi = _fake_uwsgi(master_pid=0)
     monkeypatch.setitem(sys.modules, "uwsgi", uwsgi)
-    assert fresh_servers.after_server_fork(lambda: calls.append("ran")) is False
-    assert fresh_servers.install_server_hooks() is True
+    assert in_uwsgi.after_server_fork(lambda: calls.append("ran")) is False
+    assert fresh_hooks.install_server_hooks() is True
     uwsgi.post_fork_hook()  # type: ignore[attr-defined]  # uWSGI calls it in worker 1, the original process
     assert calls == ["ran"]

@@ -89,3 +89,10 @@ def test_excluding_subprocess_alone_is_refused(caplog: pytest.LogCaptureFixture)
 def test_excluding_thread_takes_queue_along(caplog: pytest.LogCaptureFixture) -> None:
     assert parse(caplog, OTEL_PYTHON_GEVENT_PATCH_EXCLUDE="thread").patch_exclude == {"thread", "queue"}
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_every_integration_the_option_names_can_be_turned_on() -> None:
+    from otel_gevent_distro.settings import INTEGRATIONS
+    from otel_gevent_distro.startup.integrations import DEFINITIONS
+
+    assert set(DEFINITIONS) == set(INTEGRATIONS)

@@ -47,7 +47,7 @@ BUILD_APP = """
         del sdk_trace._get_process_dependent_resource
 
     from opentelemetry import trace
-    from otel_gevent_distro.configurator import GeventConfigurator
+    from otel_gevent_distro.startup.configurator import GeventConfigurator
     from otel_gevent_distro.doctor.probe import collect
 
     GeventConfigurator().configure()

@@ -63,9 +63,9 @@ def _processors(kind: str) -> tuple[dict[str, Any], str]:
 
     processors: dict[str, Any] = {"none": None, "stock": BatchSpanProcessor(_exporter(kind))}
     try:
-        from otel_gevent_distro.span_processor import GeventBatchSpanProcessor
+        from otel_gevent_distro.pipeline.span_processor import GeventBatchSpanProcessor
     except ImportError as exc:
-        return processors, f"otel_gevent_distro.span_processor.GeventBatchSpanProcessor: {exc}"
+        return processors, f"otel_gevent_distro.pipeline.span_processor.GeventBatchSpanProcessor: {exc}"
     processors["ours"] = GeventBatchSpanProcessor(_exporter(kind, "ours"))
     return processors, ""
 

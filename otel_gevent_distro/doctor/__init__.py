@@ -8,6 +8,13 @@
   auto-instrumentation would select;
 * :mod:`.checks` turns both into findings, each with advice;
 * :mod:`.report` prints them for people or as JSON, and sets the exit code.
+
+Dependency direction: the doctor reads what the running distro did, so it
+imports start-up (the preload catalogue, what the sequence and the
+integrations did, where ``sitecustomize.py`` is),
+:mod:`otel_gevent_distro.runtime` (what gevent patched) and the package's
+base modules; only the command line (``otel_gevent_distro.cli``) imports
+it, and it never imports the command line.
 """
 
 from otel_gevent_distro.doctor.report import run_doctor

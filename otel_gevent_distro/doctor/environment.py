@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import platform
 from dataclasses import asdict
@@ -10,8 +9,8 @@ from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import Any
 
-from otel_gevent_distro.preload import CATALOG
 from otel_gevent_distro.settings import load_settings
+from otel_gevent_distro.startup.preload import CATALOG, module_installed
 
 DISTRIBUTIONS = (
     "otel-gevent-distro",
@@ -105,12 +104,12 @@ def options() -> dict[str, Any]:
 
 
 def catalog() -> dict[str, bool]:
-    return {entry.module: importlib.util.find_spec(entry.module) is not None for entry in CATALOG}
+    return {entry.module: module_installed(entry.module) for entry in CATALOG}
 
 
 def sitecustomize_folder() -> dict[str, Any]:
     """Where the distro's sitecustomize folder is, whether PYTHONPATH has it, and what comes before it."""
-    from otel_gevent_distro.cli import sitecustomize_path
+    from otel_gevent_distro.startup.launch import sitecustomize_path
 
     folder = sitecustomize_path().resolve()
     entries = [Path(entry).resolve() for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]

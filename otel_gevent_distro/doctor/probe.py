@@ -15,7 +15,8 @@ from typing import Any
 
 
 def _patching() -> dict[str, Any]:
-    from otel_gevent_distro.patching import last_report, patched_modules
+    from otel_gevent_distro.runtime.gevent_state import patched_modules
+    from otel_gevent_distro.startup.patching import last_report
 
     report = last_report()
     return {
@@ -45,7 +46,7 @@ def _sdk() -> dict[str, Any]:
     from opentelemetry import metrics, trace
     from opentelemetry._logs import get_logger_provider
 
-    from otel_gevent_distro.upstream_checks import log_processors_of, metric_readers_of, span_processors_of
+    from otel_gevent_distro.startup.upstream_checks import log_processors_of, metric_readers_of, span_processors_of
 
     tracer_provider = trace.get_tracer_provider()
     span_processors = span_processors_of(tracer_provider)
@@ -62,20 +63,20 @@ def _sdk() -> dict[str, Any]:
 
 
 def _upstream_misses() -> list[str]:
-    from otel_gevent_distro.upstream_checks import misses
+    from otel_gevent_distro.runtime.upstream_misses import misses
 
     return [miss.line() for miss in misses()]
 
 
 def _integrations() -> dict[str, str]:
     """name -> "on", "off", or "on first import" (the probe imports neither grpc nor psycopg2)."""
-    from otel_gevent_distro.integrations import integration_states
+    from otel_gevent_distro.startup.integrations import integration_states
 
     return integration_states()
 
 
 def _preload() -> dict[str, list[str]]:
-    from otel_gevent_distro.startup import bootstrap_result
+    from otel_gevent_distro.startup.sequence import bootstrap_result
 
     result = bootstrap_result()
     if result is None or result.preload is None:
@@ -90,7 +91,7 @@ def _preload() -> dict[str, list[str]]:
 def collect() -> dict[str, Any]:
     """Everything the probe can see, each part guarded so one failure costs one part."""
     report: dict[str, Any] = {
-        "started": "otel_gevent_distro.startup" in sys.modules,
+        "started": "otel_gevent_distro.startup.sequence" in sys.modules,
         "configurator_ran": _configurator_ran(),
     }
     parts = (
@@ -109,7 +110,7 @@ def collect() -> dict[str, Any]:
 
 
 def _configurator_ran() -> bool:
-    configurator = sys.modules.get("otel_gevent_distro.configurator")
+    configurator = sys.modules.get("otel_gevent_distro.startup.configurator")
     return bool(configurator and configurator.GeventConfigurator._instance is not None)
 
 

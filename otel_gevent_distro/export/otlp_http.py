@@ -131,12 +131,11 @@ class _Signal:
     env: str  #: TRACES or LOGS, as in OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
     path: str  #: appended to the generic endpoint only
     noun: str  #: what the items are called in log lines
-    rejected_field: str
 
 
-TRACES = _Signal("TRACES", "v1/traces", "spans", "rejected_spans")
-LOGS = _Signal("LOGS", "v1/logs", "log records", "rejected_log_records")
-METRICS = _Signal("METRICS", "v1/metrics", "metric data points", "rejected_data_points")
+TRACES = _Signal("TRACES", "v1/traces", "spans")
+LOGS = _Signal("LOGS", "v1/logs", "log records")
+METRICS = _Signal("METRICS", "v1/metrics", "metric data points")
 
 
 @dataclass(frozen=True)

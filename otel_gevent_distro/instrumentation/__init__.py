@@ -15,6 +15,11 @@ callback for every greenlet form, including greenlet-backed
 ``threading.Thread`` after ``patch_all()``, and ``ThreadPool.spawn`` for
 real-thread tasks. ``threading`` itself is never wrapped, so this
 instrumentor and ``opentelemetry-instrumentation-threading`` can both be on.
+
+Dependency direction: this part imports only the package's base modules
+(``_log``), gevent and OpenTelemetry's API: context propagation needs
+nothing of the pipeline, the export, the health telemetry or start-up, and
+none of them imports it (auto-instrumentation loads it by its entry point).
 """
 
 from __future__ import annotations

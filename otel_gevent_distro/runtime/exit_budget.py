@@ -23,7 +23,7 @@ import time
 import weakref
 from typing import Protocol
 
-from otel_gevent_distro import forksafe
+from otel_gevent_distro.runtime import forksafe
 
 
 class ExitParticipant(Protocol):
@@ -84,6 +84,6 @@ def begun() -> bool:
     return _deadline is not None
 
 
-def deadline() -> float | None:
-    """The exit deadline once the exit has begun, else None."""
-    return _deadline
+def bound(deadline: float) -> float:
+    """``deadline``, or the exit deadline when the exit has begun and that comes first."""
+    return deadline if _deadline is None else min(deadline, _deadline)

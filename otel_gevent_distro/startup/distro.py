@@ -2,7 +2,7 @@
 
 Selected with ``OTEL_PYTHON_DISTRO=gevent``. Its :meth:`GeventDistro._configure`
 runs before any configurator or instrumentor: it runs the start-up sequence
-(:mod:`otel_gevent_distro.startup`) up to the SDK build: patch, preload,
+(:mod:`otel_gevent_distro.startup.sequence`) up to the SDK build: patch, preload,
 integrations, and the defaults, including
 ``OTEL_PYTHON_CONFIGURATOR=gevent`` so this distro's configurator builds the
 SDK even when ``opentelemetry-distro``'s configurator is installed beside it.
@@ -15,8 +15,8 @@ from typing import Any
 
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 
-from otel_gevent_distro.defaults import DEFAULTS, apply_defaults, remember_user_environment
-from otel_gevent_distro.startup import start
+from otel_gevent_distro.startup.defaults import DEFAULTS, apply_defaults, remember_user_environment
+from otel_gevent_distro.startup.sequence import start
 
 __all__ = ["DEFAULTS", "GeventDistro", "apply_defaults"]
 

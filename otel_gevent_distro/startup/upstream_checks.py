@@ -4,7 +4,7 @@ The distro reaches into OpenTelemetry and gevent where they have no public
 hook (each place is listed in ``docs/design.md`` with the versions tested):
 the SDK builds its periodic metric reader from a module global the
 configurator swaps, the providers refresh their resource through a module
-function :mod:`otel_gevent_distro.resource_refresh` replaces, gevent's
+function :mod:`otel_gevent_distro.startup.resource_refresh` replaces, gevent's
 monitor keeps its switch tracer and fork handler in private attributes. A new
 upstream release may move any of these; the swap then does nothing and the
 process silently gets upstream's behaviour (threads restarted in at-fork
@@ -12,10 +12,11 @@ hooks, an export on the SDK's own thread).
 
 This module owns the check that it did not happen: each part is verified
 after it was installed, and one that did not take effect is a *miss*: one
-warning naming the part and the upstream version, kept in a list that the
-doctor's probe reports as a finding. A check that cannot read what it
-checks (an internal it reads moved too) is a miss as well, never a silent
-pass. Nothing here raises or changes the SDK.
+warning naming the part and the upstream version, kept in a list
+(:mod:`otel_gevent_distro.runtime.upstream_misses`, where the health
+telemetry reports its own) that the doctor's probe reports as a finding. A
+check that cannot read what it checks (an internal it reads moved too) is a
+miss as well, never a silent pass. Nothing here raises or changes the SDK.
 
 It also owns the guarded reads of the providers' internals that the checks
 and the doctor share (:func:`span_processors_of`, :func:`log_processors_of`,
@@ -25,48 +26,9 @@ elsewhere.
 
 from __future__ import annotations
 
-import importlib.metadata
-from dataclasses import dataclass
 from typing import Any
 
-from otel_gevent_distro._log import PREFIX, logger
-
-
-@dataclass(frozen=True)
-class Miss:
-    """One part of the distro that did not take effect in this process."""
-
-    part: str
-    upstream: str
-    consequence: str
-
-    def line(self) -> str:
-        return f"{self.part} is not in place with {self.upstream}: {self.consequence}"
-
-
-_misses: list[Miss] = []
-
-
-def misses() -> list[Miss]:
-    """The parts that did not take effect in this process, in the order found."""
-    return list(_misses)
-
-
-def report_miss(part: str, distribution: str, consequence: str) -> None:
-    """Record ``part`` as not in place and warn once for it."""
-    if any(miss.part == part for miss in _misses):
-        return
-    miss = Miss(part, f"{distribution} {_version(distribution)}", consequence)
-    _misses.append(miss)
-    logger.warning("%s%s; please report it with this line.", PREFIX, miss.line())
-
-
-def _version(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "(version unknown)"
-
+from otel_gevent_distro.runtime.upstream_misses import Miss, misses, report_miss
 
 # -- guarded reads of the providers' internals ---------------------------------
 
@@ -114,9 +76,9 @@ def check_sdk() -> list[Miss]:
     from opentelemetry import metrics, trace
     from opentelemetry._logs import get_logger_provider
 
-    from otel_gevent_distro.log_processor import GeventBatchLogRecordProcessor
-    from otel_gevent_distro.metric_reader import GeventPeriodicMetricReader
-    from otel_gevent_distro.span_processor import GeventBatchSpanProcessor
+    from otel_gevent_distro.pipeline.log_processor import GeventBatchLogRecordProcessor
+    from otel_gevent_distro.pipeline.metric_reader import GeventPeriodicMetricReader
+    from otel_gevent_distro.pipeline.span_processor import GeventBatchSpanProcessor
 
     parts = (
         (
@@ -162,11 +124,11 @@ def check_sdk() -> list[Miss]:
 
 
 def check_resource_refresh(swapped: list[str]) -> None:
-    """After :func:`otel_gevent_distro.resource_refresh.install`: every provider that refreshes was reached."""
-    from otel_gevent_distro import resource_refresh
-    from otel_gevent_distro.hub import threading_patched
+    """After :func:`otel_gevent_distro.startup.resource_refresh.install`: every provider that refreshes was reached."""
+    from otel_gevent_distro.runtime.gevent_state import module_patched
+    from otel_gevent_distro.startup import resource_refresh
 
-    if not threading_patched():
+    if not module_patched("threading"):
         return  # nothing to make thread-free
     try:
         from opentelemetry.sdk import resources

@@ -1,7 +1,11 @@
-"""What the distro needs to know about gevent's hub: is the process patched, is this the main OS thread.
+"""What gevent did to this process: which modules it patched, and is this the main OS thread.
 
-gevent is never imported here; both answers are cheap and safe from any OS
-thread and inside an at-fork hook.
+The one place that asks ``gevent.monkey`` whether something is patched.
+gevent is never imported here: ``gevent.monkey`` is only read from
+``sys.modules``, so a process where nothing imported it is unpatched. Every
+answer is cheap and safe from any OS thread and inside an at-fork hook.
+Also stops gevent's monitor of an export thread's own hub
+(:func:`silence_this_threads_monitor`), found the same way.
 """
 
 from __future__ import annotations
@@ -11,10 +15,24 @@ import sys
 import threading
 
 
-def threading_patched() -> bool:
-    """True when gevent has monkey-patched ``threading`` in this process."""
+def is_patched() -> bool:
+    """True when gevent has patched anything in this process."""
     monkey = sys.modules.get("gevent.monkey")
-    return bool(monkey is not None and monkey.is_module_patched("threading"))
+    return bool(monkey is not None and monkey.is_anything_patched())
+
+
+def module_patched(name: str) -> bool:
+    """True when gevent has patched the standard-library module ``name`` (``"threading"``, ``"socket"``...)."""
+    monkey = sys.modules.get("gevent.monkey")
+    return bool(monkey is not None and monkey.is_module_patched(name))
+
+
+def patched_modules() -> list[str]:
+    """The standard-library modules gevent has patched, sorted."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None:
+        return []
+    return sorted(name for name in monkey.saved if not name.startswith("_") and monkey.is_module_patched(name))
 
 
 def on_main_native_thread() -> bool:

@@ -6,14 +6,14 @@ configurator substitutes it for the SDK's class by name, so the constructor
 keeps that class's shape.
 
 Collecting and exporting run on the reader's native export thread
-(:class:`~otel_gevent_distro.worker.ExportThread`), every interval, in every
+(:class:`~otel_gevent_distro.pipeline.worker.ExportThread`), every interval, in every
 process: a forked child gets a thread of its own from the at-fork hook, so a
 child that only records metrics exports on its own schedule, even if it is
 killed before it could flush. ``force_flush`` and ``shutdown`` ask that
 thread and wait for it (cooperatively on the gevent hub's thread), so no
 export ever runs on a greenlet. ``shutdown`` runs once, whatever the number
 of callers: one final collect and export within its timeout and the exit
-budget (:mod:`otel_gevent_distro.exit_budget`), one exporter shutdown.
+budget (:mod:`otel_gevent_distro.runtime.exit_budget`), one exporter shutdown.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from typing import Any
 from opentelemetry.sdk.environment_variables import OTEL_METRIC_EXPORT_INTERVAL, OTEL_METRIC_EXPORT_TIMEOUT
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, MetricsData
 
-from otel_gevent_distro import exit_budget, forksafe, native
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.exporter_calls import (
+from otel_gevent_distro.pipeline import native
+from otel_gevent_distro.pipeline.exporter_calls import (
     ERROR_LOG_INTERVAL_S,
     RateLimiter,
     interrupt_at,
@@ -37,9 +37,10 @@ from otel_gevent_distro.exporter_calls import (
     succeeded,
     suppressed,
 )
-from otel_gevent_distro.pipeline_options import resolve_metric_options
-from otel_gevent_distro.servers import after_server_fork
-from otel_gevent_distro.worker import ExportThread, wait_released
+from otel_gevent_distro.pipeline.options import resolve_metric_options
+from otel_gevent_distro.pipeline.worker import ExportThread, wait_released
+from otel_gevent_distro.runtime import exit_budget, forksafe
+from otel_gevent_distro.runtime.server_fork import after_server_fork
 
 
 def _component_type() -> dict[str, Any]:
@@ -172,10 +173,7 @@ class GeventPeriodicMetricReader(MetricReader):
         if self._shutdown:
             return False
         timeout_s = min(timeout_millis, self._export_timeout_millis) / 1000
-        deadline = time.monotonic() + timeout_s
-        exit_deadline = exit_budget.deadline()
-        if exit_deadline is not None:
-            deadline = min(deadline, exit_deadline)
+        deadline = exit_budget.bound(time.monotonic() + timeout_s)
         done = self._ask_thread(deadline)
         return done and bool(self._exporter.force_flush(timeout_millis=max(0.0, deadline - time.monotonic()) * 1000))
 
@@ -197,10 +195,7 @@ class GeventPeriodicMetricReader(MetricReader):
                 logger.warning("%sCan't shutdown multiple times", PREFIX)
                 return
             self._shutdown_started = True
-        deadline = time.monotonic() + min(timeout_millis, self._export_timeout_millis) / 1000
-        exit_deadline = exit_budget.deadline()
-        if exit_deadline is not None:
-            deadline = min(deadline, exit_deadline)
+        deadline = exit_budget.bound(time.monotonic() + min(timeout_millis, self._export_timeout_millis) / 1000)
         # The final collect and export: what was recorded since the last interval.
         interrupted = False
         if self._worker.running:

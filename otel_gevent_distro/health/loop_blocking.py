@@ -27,7 +27,7 @@ calibration the start is the monitor's first sighting minus
 ``max_blocking_time``, which reads short by up to ``max_blocking_time``.
 
 At exit the pipelines' shutdowns hold the hub's thread on purpose while the
-export threads deliver what is left (:mod:`otel_gevent_distro.exit_budget`).
+export threads deliver what is left (:mod:`otel_gevent_distro.runtime.exit_budget`).
 That wait is not a block of the application: when the exit budget starts,
 the reporter unsubscribes and stops gevent's monitor thread, so the exit
 neither records a block nor (gevent without ``print_blocking_reports``)
@@ -152,7 +152,7 @@ class BlockReporter:
             events.subscribers.append(self.on_event)
             self._subscribed = True
         self.calibrate()
-        from otel_gevent_distro import exit_budget
+        from otel_gevent_distro.runtime import exit_budget
 
         exit_budget.register(self)
         with warnings.catch_warnings():
@@ -169,7 +169,7 @@ class BlockReporter:
             return
         missing = [name for name in ("_greenlet_tracer", "_on_fork") if not hasattr(monitor, name)]
         if missing:
-            from otel_gevent_distro.upstream_checks import report_miss
+            from otel_gevent_distro.runtime.upstream_misses import report_miss
 
             report_miss(
                 "the block reporting in forked children",

@@ -3,8 +3,8 @@
 Owns only the log-specific edge of the pipeline: turning the emitted record
 into the read-only record exporters expect (as the SDK does) and the
 ``OTEL_BLRP_*`` options. Queueing and flushing live in
-:mod:`otel_gevent_distro.pipeline`, the background worker in
-:mod:`otel_gevent_distro.worker`, fork handling in :mod:`otel_gevent_distro.forksafe`.
+:mod:`otel_gevent_distro.pipeline.batch`, the background worker in
+:mod:`otel_gevent_distro.pipeline.worker`, fork handling in :mod:`otel_gevent_distro.runtime.forksafe`.
 
 It must never export on the caller's path (``on_emit`` only queues), never
 start anything in an at-fork hook, and never log through the logging
@@ -27,9 +27,9 @@ from opentelemetry.sdk.environment_variables import (
 )
 from opentelemetry.sdk.resources import Resource
 
-from otel_gevent_distro.pipeline import BatchPipeline, PipelineOwner
-from otel_gevent_distro.pipeline_options import BatchVariables, resolve_batch_options
-from otel_gevent_distro.processor_metrics import processor_metrics
+from otel_gevent_distro.pipeline.batch import BatchPipeline, PipelineOwner
+from otel_gevent_distro.pipeline.options import BatchVariables, resolve_batch_options
+from otel_gevent_distro.pipeline.processor_metrics import processor_metrics
 
 try:  # Recent SDKs: processors receive a ReadWriteLogRecord and hand exporters a ReadableLogRecord.
     from opentelemetry.sdk._logs import ReadableLogRecord as _Readable

@@ -12,7 +12,7 @@ Owns two small registries:
   new process.
 * **child starts**: callbacks run in every such child right after the
   resets, still inside the hook, to start the pipeline's native export
-  threads (:class:`~otel_gevent_distro.worker.ExportThread`), so a child
+  threads (:class:`~otel_gevent_distro.pipeline.worker.ExportThread`), so a child
   exports on its own schedule from the start, even one that only records
   metrics. A native thread never touches the gevent hub, which is why it may
   start here; nothing may start a greenlet or a ``threading.Thread`` (a

@@ -29,13 +29,9 @@ after it is (uWSGI importing the application) and installs the hooks then;
 when that happens in an already forked worker (``lazy-apps``), the post-fork
 work runs at once. Outside uWSGI nothing is installed.
 
-uWSGI forks without Python's fork protocol, so a native thread alive in the
-process that forks (the master, or the only process without one) can hold
-the GIL or a runtime lock at that moment, and the worker it forks then hangs
-for good, never answering even SIGINT. :func:`after_server_fork` is how the
-distro starts its own threads (gevent's monitor thread, the resolver's thread
-pool): at once anywhere else, and inside uWSGI in each worker right after the
-fork, from the post-fork hook.
+The post-fork hook also runs, once per worker, the work that waits for the
+fork (:func:`otel_gevent_distro.runtime.server_fork.after_server_fork`: the
+distro's threads, which must not exist in the process uWSGI forks from).
 
 Nothing here raises into the server, starts a thread or greenlet, or imports
 OpenTelemetry before the exit hook runs. An application that later assigns
@@ -52,18 +48,13 @@ from types import ModuleType
 from typing import Any
 
 from otel_gevent_distro._log import PREFIX, logger
+from otel_gevent_distro.runtime import server_fork
 
 #: Upper bound for each provider's flush when a uWSGI worker exits.
 EXIT_FLUSH_TIMEOUT_MS = 5000
 
 #: Pid of the process the hooks were installed in (None: not installed).
 _installed_in_pid: int | None = None
-
-#: Work that must wait for uWSGI's fork (see :func:`after_server_fork`), in order.
-_after_fork_actions: list[Callable[[], object]] = []
-
-#: Pid of the uWSGI worker the post-fork work last ran in.
-_post_fork_ran_in_pid: int | None = None
 
 
 def install_server_hooks() -> bool:
@@ -74,28 +65,14 @@ def install_server_hooks() -> bool:
     if _installed_in_pid is not None or _UwsgiReady.waiting():
         return False
     try:
-        if _uwsgi_ready() is not None:
+        if server_fork.uwsgi_module() is not None:
             return _install_uwsgi_hooks()
-        if _started_by_uwsgi():
+        if server_fork.started_by_uwsgi():
             sys.meta_path.insert(0, _UwsgiReady())
             return True
     except Exception as exc:  # noqa: BLE001 - telemetry must not stop the server
         logger.warning("%spreparing the uWSGI hooks failed (%s: %s).", PREFIX, type(exc).__name__, exc)
     return False
-
-
-def _uwsgi_ready() -> Any:
-    """The ``uwsgi`` module once uWSGI has filled it in, else None."""
-    module = sys.modules.get("uwsgi")
-    return module if module is not None and hasattr(module, "masterpid") else None
-
-
-def _started_by_uwsgi() -> bool:
-    try:
-        executable = os.path.basename(os.readlink("/proc/self/exe"))
-    except OSError:
-        executable = ""
-    return executable.startswith("uwsgi")
 
 
 class _UwsgiReady:
@@ -117,7 +94,7 @@ class _UwsgiReady:
         return cls._active is not None and not cls._active.fired
 
     def find_spec(self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None) -> None:
-        if self.fired or _uwsgi_ready() is None:
+        if self.fired or server_fork.uwsgi_module() is None:
             return None
         self.fired = True
         _install_uwsgi_hooks()
@@ -126,68 +103,20 @@ class _UwsgiReady:
 
 def _install_uwsgi_hooks() -> bool:
     global _installed_in_pid
-    uwsgi = _uwsgi_ready()
+    uwsgi = server_fork.uwsgi_module()
     if uwsgi is None or _installed_in_pid is not None:
         return False
     _installed_in_pid = os.getpid()
     try:
         _install_post_fork(uwsgi)
         uwsgi.atexit = _chained(flush_providers, getattr(uwsgi, "atexit", None))
-        if _forked_by_uwsgi(uwsgi):
+        if server_fork.forked_by_uwsgi(uwsgi):
             _after_fork()  # lazy-apps: this worker was forked before the distro could hook in
     except Exception as exc:  # noqa: BLE001 - telemetry must not stop the server
         logger.warning("%sinstalling the uWSGI hooks failed (%s: %s).", PREFIX, type(exc).__name__, exc)
         return False
     logger.debug("%suWSGI detected: post-fork and exit hooks installed.", PREFIX)
     return True
-
-
-def _forked_by_uwsgi(uwsgi: Any) -> bool:
-    master = uwsgi.masterpid()
-    return bool(master) and master != os.getpid()
-
-
-# --- work that waits for the fork -------------------------------------------------
-
-
-def after_server_fork(action: Callable[[], object]) -> bool:
-    """Run ``action`` now, or in each uWSGI worker right after it is forked.
-
-    Inside uWSGI, before this process became a worker, ``action`` is kept
-    (once, however often it is passed) and run by the post-fork hook of every
-    worker. Returns True when it ran now. ``action`` must not raise; if it
-    does, one warning is logged.
-    """
-    if _waiting_for_uwsgi_fork():
-        if action not in _after_fork_actions:
-            _after_fork_actions.append(action)
-        return False
-    _run_safely(action)
-    return True
-
-
-def _waiting_for_uwsgi_fork() -> bool:
-    if _post_fork_ran_in_pid == os.getpid() or not _started_by_uwsgi():
-        return False
-    uwsgi = _uwsgi_ready()
-    return uwsgi is None or not _forked_by_uwsgi(uwsgi)
-
-
-def _run_after_fork_actions() -> None:
-    global _post_fork_ran_in_pid
-    if _post_fork_ran_in_pid == os.getpid():
-        return
-    _post_fork_ran_in_pid = os.getpid()
-    for action in _after_fork_actions:
-        _run_safely(action)
-
-
-def _run_safely(action: Callable[[], object]) -> None:
-    try:
-        action()
-    except Exception as exc:  # noqa: BLE001 - telemetry must not stop the server
-        name = getattr(action, "__name__", repr(action))
-        logger.warning("%s%s failed after the server's fork (%s: %s).", PREFIX, name, type(exc).__name__, exc)
 
 
 # --- post-fork ----------------------------------------------------------------
@@ -221,7 +150,7 @@ def after_uwsgi_fork() -> None:
     if _installed_in_pid is None:
         return
     if os.getpid() == _installed_in_pid:
-        _run_after_fork_actions()  # not forked: without a master, worker 1 is the original process
+        server_fork.run_after_fork_actions()  # not forked: without a master, worker 1 is the original process
         return
     _after_fork()
 
@@ -233,11 +162,11 @@ def _after_fork() -> None:
             hub.reinit()
         except Exception as exc:  # noqa: BLE001 - the worker must still start
             logger.warning("%sgevent.reinit() failed in a uWSGI worker (%s: %s).", PREFIX, type(exc).__name__, exc)
-    from otel_gevent_distro import forksafe
+    from otel_gevent_distro.runtime import forksafe
 
     forksafe.after_fork_in_child()  # never raises: each failure is kept for log_hook_failures
     forksafe.log_hook_failures()
-    _run_after_fork_actions()
+    server_fork.run_after_fork_actions()
 
 
 # --- exit -----------------------------------------------------------------------

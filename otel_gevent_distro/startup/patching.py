@@ -15,6 +15,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from otel_gevent_distro._log import PREFIX, logger
+from otel_gevent_distro.runtime.gevent_state import patched_modules
 from otel_gevent_distro.settings import Settings
 
 _ADVICE = (
@@ -39,20 +40,6 @@ class PatchReport:
 
 
 _report: PatchReport | None = None
-
-
-def is_patched() -> bool:
-    """True when gevent has patched anything in this process."""
-    monkey = sys.modules.get("gevent.monkey")
-    return bool(monkey is not None and monkey.is_anything_patched())
-
-
-def patched_modules() -> list[str]:
-    """The standard-library modules gevent has patched, sorted."""
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is None:
-        return []
-    return sorted(name for name in monkey.saved if not name.startswith("_") and monkey.is_module_patched(name))
 
 
 def last_report() -> PatchReport | None:

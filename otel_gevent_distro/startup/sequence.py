@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.patching import PatchReport
-from otel_gevent_distro.preload import PreloadResult
+from otel_gevent_distro.startup.patching import PatchReport
+from otel_gevent_distro.startup.preload import PreloadResult
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,12 @@ def start(*, defaults: bool = True, build_sdk: Callable[[], bool] | None = None)
 
         settings = get_settings()
         if _before_sdk is None:
-            from otel_gevent_distro.exit_flush import order_exit_hooks
-            from otel_gevent_distro.integrations import enable_integrations
-            from otel_gevent_distro.patching import apply_patch, is_patched
-            from otel_gevent_distro.preload import preload
-            from otel_gevent_distro.servers import install_server_hooks
+            from otel_gevent_distro.runtime.gevent_state import is_patched
+            from otel_gevent_distro.startup.exit_flush import order_exit_hooks
+            from otel_gevent_distro.startup.integrations import enable_integrations
+            from otel_gevent_distro.startup.patching import apply_patch
+            from otel_gevent_distro.startup.preload import preload
+            from otel_gevent_distro.startup.uwsgi_hooks import install_server_hooks
 
             # 1. Patch the standard library, then order the exit hooks so that
             #    exporting at exit works.
@@ -75,7 +76,7 @@ def start(*, defaults: bool = True, build_sdk: Callable[[], bool] | None = None)
             return _before_sdk
         # 4. The distro's defaults, where the user set nothing.
         if not _defaults_applied:
-            from otel_gevent_distro.defaults import apply_defaults
+            from otel_gevent_distro.startup.defaults import apply_defaults
 
             apply_defaults()
             _defaults_applied = True
@@ -83,9 +84,9 @@ def start(*, defaults: bool = True, build_sdk: Callable[[], bool] | None = None)
             return _before_sdk
         # 5. Build the SDK: exporters that cannot load dropped first, the SDK's
         #    resource refresh made thread-free.
-        from otel_gevent_distro.exporters import check_exporters
-        from otel_gevent_distro.resource_refresh import install as refresh_resources_without_threads
-        from otel_gevent_distro.upstream_checks import check_resource_refresh, check_sdk
+        from otel_gevent_distro.export.selection import check_exporters
+        from otel_gevent_distro.startup.resource_refresh import install as refresh_resources_without_threads
+        from otel_gevent_distro.startup.upstream_checks import check_resource_refresh, check_sdk
 
         check_exporters()
         check_resource_refresh(refresh_resources_without_threads())
@@ -95,9 +96,9 @@ def start(*, defaults: bool = True, build_sdk: Callable[[], bool] | None = None)
         # What the distro put into the SDK through its internals is in place:
         # checked, and one warning per part that is not.
         check_sdk()
-        from otel_gevent_distro import exit_budget
         from otel_gevent_distro.health import start_health_monitoring
-        from otel_gevent_distro.servers import after_server_fork
+        from otel_gevent_distro.runtime import exit_budget
+        from otel_gevent_distro.runtime.server_fork import after_server_fork
 
         # The providers registered their atexit shutdowns while being built:
         # the exit budget's hook goes after them, so it runs first.

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -19,6 +18,7 @@ from typing import Any, Protocol
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from otel_gevent_distro._log import PREFIX, logger
+from otel_gevent_distro.runtime.gevent_state import module_patched
 
 #: At shutdown, the share of the time left, at most :data:`INTERRUPT_GRACE_MAX_S`, kept for an
 #: exporter still busy when the rest is used up: its ``shutdown()`` interrupts its retries.
@@ -40,9 +40,6 @@ class RateLimiter:
     def __init__(self, interval_s: float) -> None:
         self._interval_s = interval_s
         self._last = -math.inf
-
-    def due(self) -> bool:
-        return time.monotonic() - self._last >= self._interval_s
 
     def take(self) -> bool:
         now = time.monotonic()
@@ -95,8 +92,7 @@ def prepare_export_thread(exporter: Any) -> Callable[[], None] | None:
     """
     if hasattr(exporter, "export_until") or "grpc" in type(exporter).__module__:
         return None  # the distro's exporters and gRPC never use gevent's sockets on the thread
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is None or not monkey.is_module_patched("socket"):
+    if not module_patched("socket"):
         return None
     # The imports happen here, on the thread that builds the pipeline: made
     # first on the export thread, each file they read hands the GIL back and

@@ -2,13 +2,13 @@
 
 Builds the SDK through the SDK's own ``_initialize_components``, passing the
 distro's fork-safe, hub-friendly processors as keyword arguments; the build is
-step 5 of the start-up sequence (:mod:`otel_gevent_distro.startup`), which also
-drops exporters that cannot load (:mod:`otel_gevent_distro.exporters`) and
+step 5 of the start-up sequence (:mod:`otel_gevent_distro.startup.sequence`), which also
+drops exporters that cannot load (:mod:`otel_gevent_distro.export.selection`) and
 starts the health telemetry after it. A failing build is one error line, never
 a traceback. The SDK has
 no keyword for the metric reader, so for the length of that one call the
 reader class it uses is swapped for the distro's (:func:`_metric_reader_swapped`);
-:mod:`otel_gevent_distro.upstream_checks` verifies after the build that the
+:mod:`otel_gevent_distro.startup.upstream_checks` verifies after the build that the
 swap took effect.
 """
 
@@ -22,14 +22,14 @@ from opentelemetry.sdk import _configuration as sdk_configuration
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.startup import start
+from otel_gevent_distro.startup.sequence import start
 
 
 def _pipeline_classes() -> dict[str, Any]:
     """The processor and reader classes the configurator installs."""
-    from otel_gevent_distro.log_processor import GeventBatchLogRecordProcessor
-    from otel_gevent_distro.metric_reader import GeventPeriodicMetricReader
-    from otel_gevent_distro.span_processor import GeventBatchSpanProcessor
+    from otel_gevent_distro.pipeline.log_processor import GeventBatchLogRecordProcessor
+    from otel_gevent_distro.pipeline.metric_reader import GeventPeriodicMetricReader
+    from otel_gevent_distro.pipeline.span_processor import GeventBatchSpanProcessor
 
     return {
         "export_span_processor": GeventBatchSpanProcessor,

@@ -1,10 +1,10 @@
-"""gevent's health as OpenTelemetry telemetry.
+"""The health monitor: gevent's health as OpenTelemetry telemetry, one monitor per process.
 
 Meter ``otel_gevent_distro.health``:
 
 * ``gevent.loop.block.duration`` (histogram, ``s``): how long a greenlet kept
   the event loop from running, for each block gevent's monitor thread saw
-  (longer than ``max_blocking_time``). See :mod:`otel_gevent_distro.loop_blocking`,
+  (longer than ``max_blocking_time``). See :mod:`otel_gevent_distro.health.loop_blocking`,
   which also emits the log record ``gevent.loop.blocked`` with the stack.
 * ``gevent.loop.lag`` (histogram, ``s``): how late a timer of
   ``OTEL_PYTHON_GEVENT_HEALTH_INTERVAL`` seconds wakes its greenlet, measured
@@ -15,7 +15,7 @@ Meter ``otel_gevent_distro.health``:
   its loop ran one interval (``pip``, a management command) exports nothing. Counted with a
   spawn callback keeping weak references; nothing scans the garbage collector.
 
-:func:`start_health_monitoring` is what the configurator calls once the SDK
+:func:`start_health_monitoring` is what start-up calls once the SDK
 is built: idempotent, never raising, and a no-op (one debug line) when the
 option is off or gevent has not patched the process.
 
@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.loop_blocking import REPORT_INTERVAL, BlockReporter
+from otel_gevent_distro.health.loop_blocking import REPORT_INTERVAL, BlockReporter
 from otel_gevent_distro.settings import Settings, get_settings
 from otel_gevent_distro.version import __version__
 
@@ -212,7 +212,7 @@ def start_health_monitoring(
         if not settings.health:
             logger.debug("%sOTEL_PYTHON_GEVENT_HEALTH=false: gevent health is not reported.", PREFIX)
             return None
-        from otel_gevent_distro.patching import is_patched
+        from otel_gevent_distro.runtime.gevent_state import is_patched
 
         if not is_patched():
             logger.debug("%sgevent has not patched this process: gevent health is not reported.", PREFIX)
@@ -241,13 +241,8 @@ def start_health_monitoring(
 
 
 def stop_health_monitoring() -> None:
-    """Stop this process's monitor, if any (for tests and orderly shut-down)."""
+    """Stop this process's monitor, if any (for benchmarks and orderly shut-down)."""
     global _monitor
     monitor, _monitor = _monitor, None
     if monitor is not None:
         monitor.stop()
-
-
-def health_monitor() -> HealthMonitor | None:
-    """This process's monitor, if :func:`start_health_monitoring` started one."""
-    return _monitor

@@ -13,8 +13,7 @@ The providers look the refresh function up by name in their own modules when
 the fork happens; :func:`install` points those names at :func:`detect_inline`,
 which runs the same detectors in the calling thread (they read the pid,
 ``sys.argv`` and make a UUID: microseconds). It only acts when gevent patched
-``threading``, only on names that exist in the installed SDK, and
-:func:`uninstall` puts the SDK's function back.
+``threading``, and only on names that exist in the installed SDK.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import importlib
 from typing import Any
 
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.hub import threading_patched
+from otel_gevent_distro.runtime.gevent_state import module_patched
 
 NAME = "_get_process_dependent_resource"
 #: Modules whose providers refresh their resource after fork.
@@ -32,8 +31,6 @@ PROVIDER_MODULES = (
     "opentelemetry.sdk.metrics._internal",
     "opentelemetry.sdk._logs._internal",
 )
-
-_originals: dict[str, Any] = {}
 
 
 def detect_inline() -> Any:
@@ -53,7 +50,7 @@ def detect_inline() -> Any:
 
 def install() -> list[str]:
     """Swap the refresh function in every provider module that has it; return their names."""
-    if not threading_patched():
+    if not module_patched("threading"):
         return []
     try:
         from opentelemetry.sdk import resources
@@ -71,14 +68,6 @@ def install() -> list[str]:
         if current is None:
             continue
         if current is not detect_inline:
-            _originals.setdefault(name, current)
             setattr(module, NAME, detect_inline)
         swapped.append(name)
     return swapped
-
-
-def uninstall() -> None:
-    """Put the SDK's own refresh function back."""
-    for name, original in _originals.items():
-        setattr(importlib.import_module(name), NAME, original)
-    _originals.clear()

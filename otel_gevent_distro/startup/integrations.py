@@ -24,7 +24,7 @@ library is not installed, can be turned off with
 Nothing is imported for an integration at start-up: one whose library is
 loaded already turns on at once; the others turn on right after the
 program (or the SDK, for the OTLP/gRPC exporter) first imports ``grpc`` or
-``psycopg2`` (:mod:`otel_gevent_distro.import_hooks`). No gRPC object can
+``psycopg2`` (:mod:`otel_gevent_distro.runtime.import_hooks`). No gRPC object can
 exist before ``import grpc`` returns, so gRPC's gevent mode is still on before
 the first channel; a process that never uses gRPC or psycopg2 does not pay
 for loading them (tens of MB per worker).
@@ -32,7 +32,6 @@ for loading them (tens of MB per worker).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from collections.abc import Callable
@@ -42,15 +41,9 @@ from types import ModuleType
 from typing import Any
 
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.import_hooks import when_imported
-from otel_gevent_distro.settings import get_settings
-
-
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
+from otel_gevent_distro.runtime.import_hooks import when_imported
+from otel_gevent_distro.settings import INTEGRATIONS, get_settings
+from otel_gevent_distro.startup.preload import module_installed
 
 
 def _grpc(grpc: ModuleType, imported_now: bool) -> bool:
@@ -65,7 +58,7 @@ def _grpc(grpc: ModuleType, imported_now: bool) -> bool:
     from grpc.experimental import gevent as grpc_gevent
 
     grpc_gevent.init_gevent()
-    from otel_gevent_distro.exit_flush import keep_pool_threads_ready
+    from otel_gevent_distro.startup.exit_flush import keep_pool_threads_ready
 
     keep_pool_threads_ready()  # gRPC's calls at exit need pool threads that exist already
     return True
@@ -109,7 +102,8 @@ class Integration:
     prepare: Callable[[], None] | None = None
 
 
-INTEGRATIONS: dict[str, Integration] = {
+#: How each integration that :data:`otel_gevent_distro.settings.INTEGRATIONS` names works.
+DEFINITIONS: dict[str, Integration] = {
     "grpc": Integration(("grpc",), "grpc", _grpc, prepare=_choose_grpc_poller),
     "psycogreen": Integration(("psycogreen", "psycopg2"), "psycopg2", _psycogreen),
 }
@@ -123,13 +117,14 @@ def enable_integrations() -> dict[str, bool]:
 
     Returns name -> on now. An integration whose library the program has
     not imported yet costs nothing until it does: the library is not
-    imported at start-up (:mod:`otel_gevent_distro.import_hooks`).
+    imported at start-up (:mod:`otel_gevent_distro.runtime.import_hooks`).
     """
     disabled = get_settings().disabled_integrations
-    for name, integration in INTEGRATIONS.items():
+    for name in INTEGRATIONS:
+        integration = DEFINITIONS[name]
         if name in _state:
             continue
-        if name in disabled or not all(_installed(module) for module in integration.requires):
+        if name in disabled or not all(module_installed(module) for module in integration.requires):
             _state[name] = "off"
             continue
         loaded = sys.modules.get(integration.trigger)

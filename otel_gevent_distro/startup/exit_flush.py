@@ -20,7 +20,7 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from otel_gevent_distro.servers import after_server_fork
+from otel_gevent_distro.runtime.server_fork import after_server_fork
 
 #: Pool threads kept ready: one per signal (spans, logs, metrics may each hold
 #: one for a gRPC call at exit) and a spare.

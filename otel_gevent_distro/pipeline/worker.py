@@ -17,9 +17,9 @@ thread, never on the application's greenlets and never on the gevent hub
   one (Python 3.12 refuses: "can't create new thread at interpreter shutdown").
 
 The thread is started when its pipeline is built (inside uWSGI: in each
-worker after the fork, :func:`~otel_gevent_distro.servers.after_server_fork`)
+worker after the fork, :func:`~otel_gevent_distro.runtime.server_fork.after_server_fork`)
 and again in every forked child, from the at-fork hook
-(:func:`otel_gevent_distro.forksafe.register_child_start`): a native thread
+(:func:`otel_gevent_distro.runtime.forksafe.register_child_start`): a native thread
 never touches the gevent hub, so starting it before gevent has reinitialised
 the hub is safe, and a child that only records metrics exports on its own
 schedule from the start. The thread must therefore never use gevent's patched
@@ -34,9 +34,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from otel_gevent_distro import forksafe, native
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.hub import silence_this_threads_monitor
+from otel_gevent_distro.pipeline import native
+from otel_gevent_distro.runtime import forksafe
+from otel_gevent_distro.runtime.gevent_state import module_patched, on_main_native_thread, silence_this_threads_monitor
 
 #: How often a waiting caller on the gevent hub's thread checks whether the thread is done.
 COOPERATIVE_POLL_S = 0.002
@@ -46,7 +47,7 @@ class ExportThread:
     """Runs ``step`` on a native thread whenever rung, or after ``wait_s()`` seconds.
 
     ``prepare``, when given, runs once on the new thread before anything else
-    (see :func:`~otel_gevent_distro.exporter_calls.prepare_export_thread`).
+    (see :func:`~otel_gevent_distro.pipeline.exporter_calls.prepare_export_thread`).
 
     ``wait_s`` is asked before every wait, so a step keeps its own schedule
     (an idle pipeline waits until rung, at no CPU cost). :meth:`stop` makes the
@@ -176,11 +177,9 @@ def wait_released(lock: Any, deadline: float) -> bool:
 
 
 def _cooperative_wait_possible() -> bool:
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is None or not monkey.is_module_patched("_thread") or sys.is_finalizing():
+    if not module_patched("_thread") or sys.is_finalizing():
         return False
-    from otel_gevent_distro import exit_budget
-    from otel_gevent_distro.hub import on_main_native_thread
+    from otel_gevent_distro.runtime import exit_budget
 
     if exit_budget.begun() or not on_main_native_thread():
         return False  # another OS thread: asking for its hub would create one

@@ -3,7 +3,7 @@
 Owns :class:`BatchPipeline` (queue, batches, flush, shutdown and the
 per-process counters), :class:`PipelineOwner` (what both processors share)
 and :class:`DropReporter`. Exports run on the pipeline's
-:class:`~otel_gevent_distro.worker.ExportThread`, a native OS thread.
+:class:`~otel_gevent_distro.pipeline.worker.ExportThread`, a native OS thread.
 
 *Emit* (``span.end()``, a logging call) appends to a ``deque`` and, when the
 queue was empty or just reached a full batch, rings the thread's native
@@ -20,7 +20,7 @@ waited the schedule delay. An idle pipeline's thread sleeps until rung.
 hub's thread, until the thread has exported everything before it, or the
 timeout passed. *Shutdown* (once, from any number of threads) closes the
 queue, has the thread export what is left within the export timeout and the
-process's exit budget (:mod:`otel_gevent_distro.exit_budget`), waits for the
+process's exit budget (:mod:`otel_gevent_distro.runtime.exit_budget`), waits for the
 thread to end, and reports in one line every item this process did not
 deliver: still queued, in flight when time ran out, refused by the collector,
 dropped because the queue was full.
@@ -36,9 +36,9 @@ import collections
 import time
 from typing import Any
 
-from otel_gevent_distro import exit_budget, forksafe, native
 from otel_gevent_distro._log import PREFIX, logger
-from otel_gevent_distro.exporter_calls import (
+from otel_gevent_distro.pipeline import native
+from otel_gevent_distro.pipeline.exporter_calls import (
     ERROR_LOG_INTERVAL_S,
     Exporter,
     RateLimiter,
@@ -47,9 +47,10 @@ from otel_gevent_distro.exporter_calls import (
     prepare_export_thread,
     shutdown_exporter,
 )
-from otel_gevent_distro.pipeline_options import BatchOptions
-from otel_gevent_distro.servers import after_server_fork
-from otel_gevent_distro.worker import ExportThread, wait_released
+from otel_gevent_distro.pipeline.options import BatchOptions
+from otel_gevent_distro.pipeline.worker import ExportThread, wait_released
+from otel_gevent_distro.runtime import exit_budget, forksafe
+from otel_gevent_distro.runtime.server_fork import after_server_fork
 
 #: At most one warning line about dropped items per this many seconds.
 DROP_LOG_INTERVAL_S = 10.0
@@ -133,7 +134,7 @@ class BatchPipeline:
 
     def __init__(self, exporter: Exporter, options: BatchOptions, what: str, metrics: Any = None) -> None:
         self.exporter = exporter
-        #: The SDK's processor metrics (:mod:`otel_gevent_distro.processor_metrics`), or None.
+        #: The SDK's processor metrics (:mod:`otel_gevent_distro.pipeline.processor_metrics`), or None.
         self._metrics = metrics
         if metrics is not None:
             metrics.register_queue_size(lambda: len(self._queue))
@@ -278,9 +279,7 @@ class BatchPipeline:
         timeout_s = self._timeout_s
         if timeout_millis is not None:
             timeout_s = min(timeout_s, max(0.0, timeout_millis / 1000))
-        deadline = time.monotonic() + timeout_s
-        exit_deadline = exit_budget.deadline()
-        return deadline if exit_deadline is None else min(deadline, exit_deadline)
+        return exit_budget.bound(time.monotonic() + timeout_s)
 
     def flush(self, timeout_millis: float | None = None) -> bool:
         """Export everything queued before this call, within the export timeout (or ``timeout_millis``)."""

@@ -54,7 +54,8 @@ def modules_to_preload(settings: Settings) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _is_installed(module: str) -> bool:
+def module_installed(module: str) -> bool:
+    """True when ``module`` can be imported here, without importing it (its parent package may be)."""
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
@@ -68,7 +69,7 @@ def preload(settings: Settings) -> PreloadResult:
     missing: list[str] = []
     failed: list[str] = []
     for module in modules_to_preload(settings):
-        if not _is_installed(module):
+        if not module_installed(module):
             if module in settings.preload:
                 logger.warning(
                     "%sOTEL_PYTHON_GEVENT_PRELOAD names %s, which is not installed; nothing preloaded for it.",

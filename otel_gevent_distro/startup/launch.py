@@ -1,12 +1,15 @@
 """What the distro's ``sitecustomize.py`` runs at interpreter start-up.
 
 Order: the program's folder on ``sys.path`` where ``opentelemetry-instrument``
-puts it; the start-up sequence (:mod:`otel_gevent_distro.startup`) up to
+puts it; the start-up sequence (:mod:`otel_gevent_distro.startup.sequence`) up to
 the defaults (patch, preload, integrations) before anything of OpenTelemetry
 is imported; select this distro and configurator unless the
 user chose others; run OpenTelemetry's auto-instrumentation; then chain to
 the next ``sitecustomize`` found later on ``sys.path`` (Debian ships one),
 which Python would otherwise never run. Nothing here raises into the program.
+
+Also says where that ``sitecustomize.py`` is (:func:`sitecustomize_path`,
+for ``otel-gevent-distro sitecustomize-path`` and the doctor).
 """
 
 from __future__ import annotations
@@ -22,6 +25,19 @@ from otel_gevent_distro._log import PREFIX, logger
 #: Set while start-up runs, so a Python child spawned during it does not start again.
 _GUARD = "_OTEL_GEVENT_DISTRO_STARTING"
 _UPSTREAM_PATCH = "OTEL_PYTHON_AUTO_INSTRUMENTATION_EXPERIMENTAL_GEVENT_PATCH"
+
+
+def sitecustomize_path() -> Path:
+    """The folder holding the distro's ``sitecustomize.py``.
+
+    In a wheel it ships inside the package; in a source checkout it is the
+    repository's top-level ``sitecustomize`` folder.
+    """
+    package = Path(__file__).resolve().parent.parent
+    shipped = package / "sitecustomize"
+    if (shipped / "sitecustomize.py").is_file():
+        return shipped
+    return package.parent / "sitecustomize"
 
 
 def run_sitecustomize(sitecustomize_file: str) -> None:
@@ -89,9 +105,9 @@ def _same_folder(entry: str, folder: Path) -> bool:
 
 
 def _start() -> None:
-    from otel_gevent_distro.defaults import remember_user_environment
-    from otel_gevent_distro.patching import is_patched
-    from otel_gevent_distro.startup import start
+    from otel_gevent_distro.runtime.gevent_state import is_patched
+    from otel_gevent_distro.startup.defaults import remember_user_environment
+    from otel_gevent_distro.startup.sequence import start
 
     remember_user_environment()
     # The steps before the SDK; the defaults and the SDK follow when
@@ -134,11 +150,8 @@ def chain_next_sitecustomize(own_folder: Path) -> None:
 
 def _entries_after(entries: list[str], own_folder: Path) -> list[str]:
     for index, entry in enumerate(entries):
-        try:
-            if Path(entry).resolve() == own_folder:
-                return entries[index + 1 :]
-        except OSError:
-            continue
+        if _same_folder(entry, own_folder):
+            return entries[index + 1 :]
     return [entry for entry in entries if _resolves_elsewhere(entry, own_folder)]
 
 

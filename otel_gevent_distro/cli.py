@@ -20,7 +20,10 @@ from otel_gevent_distro.version import __version__
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="otel-gevent-distro", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="otel-gevent-distro",
+        description="The otel-gevent-distro command: where the sitecustomize folder is, and a check of this set-up.",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("sitecustomize-path", help="print the folder to put first on PYTHONPATH")

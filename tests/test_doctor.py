@@ -237,3 +237,22 @@ def test_the_doctor_exports_nothing_through_the_sitecustomize_folder() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "[ok] healthy" in done.stdout
     assert done.stderr == ""
+
+
+def test_otlp_grpc_is_a_warning_about_forked_children_at_exit() -> None:
+    returncode, report = doctor({"OTEL_PYTHON_DISTRO": "gevent", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    assert returncode == 0, report["findings"]
+    (finding,) = report["findings"]
+    assert (finding["severity"], finding["code"]) == ("warning", "grpc-fork-exit")
+    assert "http/protobuf" in finding["advice"]
+
+
+def test_a_bad_option_is_one_line_and_shown_with_the_value_used() -> None:
+    full = {**clean_environment(), "OTEL_PYTHON_DISTRO": "gevent", "OTEL_PYTHON_GEVENT_EXIT_TIMEOUT": "abc"}
+    done = subprocess.run(
+        [str(BIN / "otel-gevent-distro"), "doctor"], env=full, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert done.returncode == 1
+    assert "OTEL_PYTHON_GEVENT_EXIT_TIMEOUT = 5000.0 (environment)" in done.stdout
+    # Reported once, by the probe that starts like the application; not again by the doctor itself.
+    assert (done.stdout + done.stderr).count("OTEL_PYTHON_GEVENT_EXIT_TIMEOUT='abc' is not valid") == 1

@@ -33,10 +33,10 @@ def check_selection(env: dict[str, Any], via: str) -> list[Finding]:
     distro_unset = standard.get("OTEL_PYTHON_DISTRO") is None
     configurator_unset = standard.get("OTEL_PYTHON_CONFIGURATOR") is None
     if via == "instrument" and selected["distro"] != "gevent":
-        if configurator_unset:
+        if selected["configurator"] != "gevent" and configurator_unset:
             consequence = (
-                " It also picks the first configurator, so gevent is not patched before OpenTelemetry starts and "
-                "the SDK's stock processors restart threads in at-fork hooks."
+                f" It also picks the first configurator installed ({selected['configurator']!r}), so gevent is not "
+                "patched before OpenTelemetry starts and the SDK's stock processors restart threads in at-fork hooks."
             )
         elif selected["configurator"] == "gevent":
             consequence = (
@@ -165,7 +165,12 @@ def check_probe(env: dict[str, Any], probe: dict[str, Any], probe_log: list[str]
         for module in missing
     ]
     findings += [
-        Finding(PROBLEM, "start-up-log", line, "see the option or library the line names")
+        Finding(
+            PROBLEM,
+            "start-up-log",
+            line,
+            "fix the option the line names (README, Options), or the library it names",
+        )
         for line in probe_log
         if not any(miss in line for miss in misses)
         and not any(f"PRELOAD names {module}," in line for module in missing)
@@ -203,6 +208,17 @@ def check_probe(env: dict[str, Any], probe: dict[str, Any], probe_log: list[str]
                 "OTLP/gRPC is used but gRPC's gevent mode is off: a slow collector freezes every greenlet.",
                 "use OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf, or remove grpc from "
                 "OTEL_PYTHON_GEVENT_DISABLED_INTEGRATIONS",
+            )
+        )
+    if protocol == "grpc":
+        findings.append(
+            Finding(
+                WARNING,
+                "grpc-fork-exit",
+                "OTLP/gRPC: a forked process that leaves through the interpreter's normal exit (gunicorn's "
+                "workers, bare os.fork() children) hangs in gRPC's exit code until it is killed; gunicorn then "
+                "stops only after its graceful timeout.",
+                "use OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf (the default)",
             )
         )
     if not probe.get("configurator_ran"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 from dataclasses import asdict
@@ -9,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import Any
 
+from otel_gevent_distro._log import logger
 from otel_gevent_distro.settings import load_settings
 from otel_gevent_distro.startup.preload import CATALOG, module_installed
 
@@ -93,7 +95,14 @@ def selection(via: str = "instrument") -> dict[str, Any]:
 
 
 def options() -> dict[str, Any]:
-    settings = load_settings()
+    # A bad value is reported by the probe, which starts like the application:
+    # the doctor's own reading of the options stays quiet, so the line appears once.
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        settings = load_settings()
+    finally:
+        logger.setLevel(level)
     values = asdict(settings)
     sources = dict(values.pop("sources"))
     return {

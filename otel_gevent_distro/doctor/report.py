@@ -52,8 +52,10 @@ def _render(env: dict[str, Any], probe: dict[str, Any], findings: list[Finding],
     lines += [f"  {name}: {value or 'not installed'}" for name, value in env["versions"].items()]
     lines += ["", "Options:"]
     for name, source in env["options"]["sources"].items():
+        values = env["options"]["values"]
         field = name.removeprefix("OTEL_PYTHON_GEVENT_").lower()
-        value = env["options"]["values"].get(field, "")
+        # Fields may carry their unit (exit_timeout_millis for OTEL_PYTHON_GEVENT_EXIT_TIMEOUT).
+        value = values.get(field, next((v for k, v in values.items() if k.startswith(f"{field}_")), ""))
         lines.append(f"  {name} = {value!r} ({source})")
     lines += [f"  {name} = {value!r}" for name, value in env["options"]["standard"].items() if value is not None]
     lines += [

@@ -27,6 +27,12 @@ def doctor(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]]:
     return done.returncode, json.loads(done.stdout)
 
 
+def doctor_text(full_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``otel-gevent-distro doctor`` in human-readable form, with exactly ``full_env``."""
+    command = [str(BIN / "otel-gevent-distro"), "doctor"]
+    return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=180, check=False)
+
+
 def codes(report: dict[str, Any]) -> set[str]:
     return {f["code"] for f in report["findings"] if f["severity"] == "problem"}
 
@@ -60,9 +66,7 @@ def test_healthy_sitecustomize_setup_is_detected() -> None:
 
 def test_human_output_names_the_parts() -> None:
     full = {**clean_environment(), "OTEL_PYTHON_DISTRO": "gevent"}
-    done = subprocess.run(
-        [str(BIN / "otel-gevent-distro"), "doctor"], env=full, capture_output=True, text=True, timeout=180, check=False
-    )
+    done = doctor_text(full)
     assert done.returncode == 0, done.stdout + done.stderr
     for part in ("Versions:", "Options:", "Distro: gevent", "Patched modules:", "Span processors:", "[ok] healthy"):
         assert part in done.stdout
@@ -231,9 +235,7 @@ def test_the_doctor_exports_nothing_through_the_sitecustomize_folder() -> None:
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
         "OTEL_METRIC_EXPORT_INTERVAL": "50",
     }
-    done = subprocess.run(
-        [str(BIN / "otel-gevent-distro"), "doctor"], env=full, capture_output=True, text=True, timeout=180, check=False
-    )
+    done = doctor_text(full)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "[ok] healthy" in done.stdout
     assert done.stderr == ""
@@ -249,9 +251,7 @@ def test_otlp_grpc_is_a_warning_about_forked_children_at_exit() -> None:
 
 def test_a_bad_option_is_one_line_and_shown_with_the_value_used() -> None:
     full = {**clean_environment(), "OTEL_PYTHON_DISTRO": "gevent", "OTEL_PYTHON_GEVENT_EXIT_TIMEOUT": "abc"}
-    done = subprocess.run(
-        [str(BIN / "otel-gevent-distro"), "doctor"], env=full, capture_output=True, text=True, timeout=180, check=False
-    )
+    done = doctor_text(full)
     assert done.returncode == 1
     assert "OTEL_PYTHON_GEVENT_EXIT_TIMEOUT = 5000.0 (environment)" in done.stdout
     # Reported once, by the probe that starts like the application; not again by the doctor itself.

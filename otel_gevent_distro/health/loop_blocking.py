@@ -133,14 +133,16 @@ class BlockReporter:
         """Subscribe to gevent's events and make sure the monitor thread runs."""
         from gevent import config, events
 
-        if not config.monitor_thread:
+        # The user's own gevent monitor (GEVENT_MONITOR_THREAD_ENABLE, or turned on in code)
+        # is left as gevent makes it; otherwise the distro starts a parking one.
+        users_monitor = bool(config.monitor_thread)
+        if not users_monitor:
             if _set_by_environment(config, "monitor_thread"):
                 logger.debug(
                     "%sgevent's monitor thread is turned off in the environment; loop blocking is not reported.",
                     PREFIX,
                 )
                 return False
-            config.monitor_thread = True
             # The distro reports blocks as telemetry; do not also print them,
             # unless the user asked for printing (recent gevent has the switch).
             if "print_blocking_reports" in config.settings and not _set_by_environment(
@@ -158,9 +160,36 @@ class BlockReporter:
         with warnings.catch_warnings():
             # gevent also watches memory when psutil is installed, and warns otherwise.
             warnings.filterwarnings("ignore", message="Unable to monitor memory usage")
-            self._hub.start_periodic_monitoring_thread()
+            self._start_monitor(config, users_monitor)
         self._check_monitor_internals()
         return True
+
+    def _start_monitor(self, config: Any, users_monitor: bool) -> None:
+        """gevent's monitor thread for this hub: the parking one unless the user started gevent's."""
+        from otel_gevent_distro.health.parking_monitor import parking_supported, start_parking_monitor
+
+        if users_monitor or self._hub.periodic_monitoring_thread is not None:
+            self._hub.start_periodic_monitoring_thread()
+            return
+        reason = parking_supported(self._hub)
+        if not reason:
+            start_parking_monitor(self._hub)
+            return
+        if not reason.startswith("the event loop"):
+            from otel_gevent_distro.runtime.upstream_misses import report_miss
+
+            report_miss(
+                "the idle-parking loop monitor",
+                "gevent",
+                f"{reason}; gevent's own monitor thread runs instead (about 1 ms of CPU per second when idle)",
+            )
+        # gevent's own monitor, turned on for this hub only: without config.monitor_thread
+        # gevent starts none for other threads' hubs (the export threads', the pool's).
+        config.monitor_thread = True
+        try:
+            self._hub.start_periodic_monitoring_thread()
+        finally:
+            config.monitor_thread = False
 
     def _check_monitor_internals(self) -> None:
         """gevent's monitor keeps what forked children need in private attributes: say when they moved."""

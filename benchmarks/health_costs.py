@@ -9,20 +9,27 @@ Each measurement compares its states side by side in one run, alternating:
   spawn callback), the state switched between batches, rotating which goes
   first. Process CPU µs per greenlet, its release included.
 * **gevent.sleep(0)** (``apps/health_cost.py --measure switch``): one round
-  trip to the hub, gevent's monitor thread off and on. A monitor thread that
+  trip to the hub, gevent's monitor thread off and on, and the distro's
+  parking monitor (``--parking``); then the same three with a one-byte
+  socket ping-pong between two greenlets instead (``--io``), where the hub
+  polls twice per round trip: what the parking monitor's two loop callbacks
+  cost. A monitor thread that
   was killed cannot be started again through gevent's public API, so each
   state is a child process of its own, set by gevent's own
   ``GEVENT_MONITOR_THREAD_ENABLE`` (false / true); the children alternate,
   rotating which goes first, and each gives the median of its batches.
 * **idle CPU** (``apps/idler.py``): a patched process that only sleeps, as
   ``none``, ``stock`` and ``ours`` start it (``harness.launch``), ours with
-  health on (the default, ``GEVENT_MAX_BLOCKING_TIME`` unset: 0.1 s), with
+  health on (the default: the distro's parking monitor,
+  ``GEVENT_MAX_BLOCKING_TIME`` unset: 0.1 s), with
   ``OTEL_PYTHON_GEVENT_HEALTH=false``, with gevent's monitor thread kept off
   (``GEVENT_MONITOR_THREAD_ENABLE=false``: the lag probe and the count only),
-  and with ``GEVENT_MAX_BLOCKING_TIME`` 0.5 and 1.0; every signal exports over
+  with gevent's own monitor thread instead of the parking one
+  (``GEVENT_MONITOR_THREAD_ENABLE=true``), at 0.1 s and at
+  ``GEVENT_MAX_BLOCKING_TIME=1.0``; every signal exports over
   OTLP/HTTP to the shared healthy receiver, with the periodic metric export
   moved out of the window (``OTEL_METRIC_EXPORT_INTERVAL`` 10 minutes, for
-  all alike). All seven start together each round (in a rotating order),
+  all alike). All of them start together each round (in a rotating order),
   wait until all are ready, then measure the same seconds: the child's own
   ``time.process_time()`` over ``IDLE_WINDOW`` seconds after a warm-up
   second, as milliseconds of CPU per second (1 ms/s is 0.1 % of one core).
@@ -74,9 +81,10 @@ IDLE_UNIT = "CPU ms/s"
 #: Seconds of each idle window (after a warm-up second).
 IDLE_WINDOW = 20.0
 
-MONITOR_OFF, MONITOR_ON = "monitor-off", "monitor-on"
+MONITOR_OFF, MONITOR_ON, PARKING = "monitor-off", "monitor-on", "parking-monitor"
+IO_OFF, IO_ON, IO_PARKING = "io-monitor-off", "io-monitor-on", "io-parking-monitor"
 HEALTH_OFF, NO_MONITOR = "ours-health-off", "ours-monitor-thread-off"
-BLOCKING_05, BLOCKING_10 = "ours-mbt-0.5", "ours-mbt-1.0"
+GEVENTS_MONITOR, BLOCKING_10 = "ours-gevents-monitor", "ours-gevents-monitor-mbt-1.0"
 #: Idle state -> (launch contender, its own settings).
 IDLE_STATES: dict[str, tuple[str, dict[str, str]]] = {
     NONE: (NONE, {}),
@@ -84,8 +92,8 @@ IDLE_STATES: dict[str, tuple[str, dict[str, str]]] = {
     OURS: (OURS, {}),
     HEALTH_OFF: (OURS, {"OTEL_PYTHON_GEVENT_HEALTH": "false"}),
     NO_MONITOR: (OURS, {"GEVENT_MONITOR_THREAD_ENABLE": "false"}),
-    BLOCKING_05: (OURS, {"GEVENT_MAX_BLOCKING_TIME": "0.5"}),
-    BLOCKING_10: (OURS, {"GEVENT_MAX_BLOCKING_TIME": "1.0"}),
+    GEVENTS_MONITOR: (OURS, {"GEVENT_MONITOR_THREAD_ENABLE": "true"}),
+    BLOCKING_10: (OURS, {"GEVENT_MONITOR_THREAD_ENABLE": "true", "GEVENT_MAX_BLOCKING_TIME": "1.0"}),
 }
 SIGNALS = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp", "OTEL_LOGS_EXPORTER": "otlp"}
 #: The periodic metric export (60 s by default) out of every idle window, for every contender alike.
@@ -165,14 +173,25 @@ def spawn_rows(bench: Bench) -> list[Row]:
 # --------------------------------------------------------------------------
 
 SWITCH_NAME = "gevent.sleep(0) round trip, gevent monitor thread off vs on"
+#: Switch state -> (gevent's monitor thread on, the distro's parking monitor, socket ping-pong).
+SWITCH_STATES = {
+    MONITOR_OFF: (False, False, False),
+    MONITOR_ON: (True, False, False),
+    PARKING: (False, True, False),
+    IO_OFF: (False, False, True),
+    IO_ON: (True, False, True),
+    IO_PARKING: (False, True, True),
+}
 
 
 def _measure_switch(facts: dict[str, list[Any]], state: str) -> dict[str, float]:
+    gevents, parking, io = SWITCH_STATES[state]
     program = [PYTHON, str(APPS_DIR / "health_cost.py"), "--measure", "switch"]
-    enable = "true" if state == MONITOR_ON else "false"
-    command, env = launch(NONE, program, {"GEVENT_MONITOR_THREAD_ENABLE": enable})
+    program += ["--parking"] * parking + ["--io"] * io
+    command, env = launch(NONE, program, {"GEVENT_MONITOR_THREAD_ENABLE": "true" if gevents else "false"})
     result = run_child(command, env, timeout=120, cwd=APPS_DIR).last_json()
-    if result["monitor_thread"] != (state == MONITOR_ON) or result["switch_tracer"] != (state == MONITOR_ON):
+    monitoring = gevents or parking
+    if result["monitor_thread"] != monitoring or result["switch_tracer"] != monitoring or result["parking"] != parking:
         raise RuntimeError(f"{state}: monitor thread {result['monitor_thread']}, tracer {result['switch_tracer']}")
     facts.setdefault(state, []).append(result["batches"])
     return {"us": result["us_per_switch"]}
@@ -181,32 +200,41 @@ def _measure_switch(facts: dict[str, list[Any]], state: str) -> dict[str, float]
 def switch_rows(bench: Bench) -> list[Row]:
     rounds = bench.pick(4, 10)
     batches: dict[str, list[Any]] = {}
-    samples, errors = interleave([MONITOR_OFF, MONITOR_ON], rounds, partial(_measure_switch, batches), "sleep(0)")
+    samples, errors = interleave(list(SWITCH_STATES), rounds, partial(_measure_switch, batches), "switch")
     us = samples.get("us", {})
     notes = {"rounds": rounds, "switches_per_batch": 20000, "batches_of_each_child": batches}
+
+    def row(name: str, columns: dict[str, str], **extra: Any) -> Row:
+        return Row(name=name, unit=SWITCH_UNIT, target=INFO, samples=us, columns=columns, errors=errors, **extra)
+
+    def extra(name: str, state: str, baseline: str) -> Row:
+        key = f"{state}-minus-{baseline}"
+        return Row(
+            name=name,
+            unit=SWITCH_UNIT,
+            target=INFO,
+            samples={key: paired(us.get(state, []), us.get(baseline, []))},
+            columns={OURS: key},
+            errors=errors,
+        )
+
     return [
-        Row(
-            name=SWITCH_NAME,
-            unit=SWITCH_UNIT,
-            target=INFO,
-            samples=us,
-            columns={STOCK: MONITOR_OFF, OURS: MONITOR_ON},
-            errors=errors,
-            notes=notes,
+        row(SWITCH_NAME, {STOCK: MONITOR_OFF, OURS: MONITOR_ON}, notes=notes),
+        extra("gevent.sleep(0) round trip: extra with gevent's monitor thread on", MONITOR_ON, MONITOR_OFF),
+        row(
+            "gevent.sleep(0) round trip, gevent's monitor thread vs the parking monitor",
+            {STOCK: MONITOR_ON, OURS: PARKING},
         ),
-        Row(
-            name="gevent.sleep(0) round trip: extra with the monitor thread on",
-            unit=SWITCH_UNIT,
-            target=INFO,
-            samples={"on-minus-off": paired(us.get(MONITOR_ON, []), us.get(MONITOR_OFF, []))},
-            columns={OURS: "on-minus-off"},
-            errors=errors,
-        ),
+        extra("gevent.sleep(0) round trip: extra with the parking monitor", PARKING, MONITOR_OFF),
+        row("socket ping-pong (two polls), gevent monitor thread off vs on", {STOCK: IO_OFF, OURS: IO_ON}),
+        extra("socket ping-pong: extra with gevent's monitor thread on", IO_ON, IO_OFF),
+        row("socket ping-pong, gevent's monitor thread vs the parking monitor", {STOCK: IO_ON, OURS: IO_PARKING}),
+        extra("socket ping-pong: extra with the parking monitor", IO_PARKING, IO_OFF),
     ]
 
 
 # --------------------------------------------------------------------------
-# Idle CPU: seven launches at once, the same seconds measured
+# Idle CPU: all launches at once, the same seconds measured
 # --------------------------------------------------------------------------
 
 
@@ -292,8 +320,8 @@ IDLE_ROWS = (
     ((NONE, STOCK, OURS), f"idle CPU, {IDLE_WINDOW:g} s of gevent.sleep (ours: health on, the default)"),
     ((NONE, STOCK, HEALTH_OFF), "idle CPU, ours with OTEL_PYTHON_GEVENT_HEALTH=false"),
     ((None, OURS, NO_MONITOR), "idle CPU, ours, GEVENT_MONITOR_THREAD_ENABLE=false (stock column: ours)"),
-    ((None, OURS, BLOCKING_05), "idle CPU, ours, GEVENT_MAX_BLOCKING_TIME=0.5 (stock column: ours at 0.1)"),
-    ((None, OURS, BLOCKING_10), "idle CPU, ours, GEVENT_MAX_BLOCKING_TIME=1.0 (stock column: ours at 0.1)"),
+    ((None, OURS, GEVENTS_MONITOR), "idle CPU, ours with gevent's own monitor thread (stock column: ours, parking)"),
+    ((None, OURS, BLOCKING_10), "idle CPU, ours, gevent's monitor at GEVENT_MAX_BLOCKING_TIME=1.0 (stock: ours)"),
 )
 
 

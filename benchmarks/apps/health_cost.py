@@ -24,13 +24,17 @@ figure is process CPU microseconds per round trip (main greenlet to hub and
 back). Whether gevent's monitor thread runs is the process's own state, set
 by gevent's ``GEVENT_MONITOR_THREAD_ENABLE`` (gevent starts the thread when
 the hub first runs); the program reports whether the thread and its switch
-tracer are on.
+tracer are on. ``--parking`` starts the distro's parking monitor instead.
+``--io``: each round trip is a one-byte ping-pong with another greenlet over
+a socket pair instead, so that the hub polls twice per round trip (what the
+parking monitor's two loop callbacks are paid on).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+from functools import partial
 from typing import Any
 
 from appkit import ensure_patched, finish
@@ -134,15 +138,19 @@ def measure_switch(args: argparse.Namespace) -> dict[str, Any]:
     import gevent
     import greenlet
 
+    if args.parking:
+        from otel_gevent_distro.health.parking_monitor import start_parking_monitor
+
+        start_parking_monitor(gevent.get_hub())
     gevent.sleep(0)  # the hub runs: gevent starts its monitor thread here when it is enabled
     monitor = gevent.get_hub().periodic_monitoring_thread
-    sleep = gevent.sleep
+    step = _ping_pong() if args.io else partial(gevent.sleep, 0)
 
     def batch() -> float:
         gc.collect()
         start = time.process_time()
         for _ in range(args.switches):
-            sleep(0)
+            step()
         return (time.process_time() - start) / args.switches * 1e6
 
     batch()  # warm-up
@@ -152,8 +160,30 @@ def measure_switch(args: argparse.Namespace) -> dict[str, Any]:
         "batches": samples,
         "monitor_thread": bool(monitor is not None and getattr(monitor, "should_run", False)),
         "switch_tracer": greenlet.gettrace() is not None,
+        "parking": type(monitor).__name__ == "ParkingMonitor",
         "max_blocking_time": gevent.config.max_blocking_time,
     }
+
+
+def _ping_pong() -> Any:
+    """One round trip: a byte to an echoing greenlet and back, each side waiting in the hub."""
+    import socket
+
+    import gevent
+
+    ours, theirs = socket.socketpair()
+
+    def echo() -> None:
+        while theirs.recv(1):
+            theirs.sendall(b"x")
+
+    gevent.spawn(echo)
+
+    def step() -> None:
+        ours.sendall(b"x")
+        ours.recv(1)
+
+    return step
 
 
 def main() -> None:
@@ -164,6 +194,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--switches", type=int, default=20000)
     parser.add_argument("--batches", type=int, default=7)
+    parser.add_argument("--parking", action="store_true", help="switch: start the distro's parking monitor")
+    parser.add_argument("--io", action="store_true", help="switch: a socket ping-pong instead of sleep(0)")
     args = parser.parse_args()
     finish(measure_spawn(args) if args.measure == "spawn" else measure_switch(args))
 

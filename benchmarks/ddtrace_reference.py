@@ -170,7 +170,7 @@ def _install(requirements: list[str]) -> None:
         done = subprocess.run(step, capture_output=True, text=True, timeout=600, check=False)
         if done.returncode != 0:
             tail = " ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-            raise RuntimeError(f"{' '.join(step[:3])}... failed: {tail[:300]}")
+            raise RuntimeError(f"{Path(step[0]).name} {' '.join(step[1:3])}... failed: {tail[:300]}")
 
 
 def ddtrace_python() -> tuple[Path | None, str, str]:
@@ -297,8 +297,8 @@ def _checked(
 def run(bench: Bench) -> list[Row]:
     spans = SPANS
     rounds = bench.pick(2, 7)
-    stock_name = f"delivered span, OTLP/HTTP, {spans:,} spans: stock vs ours"
-    ddtrace_name = f"delivered span, {spans:,} spans: dd-trace-py (stock column) vs ours"
+    stock_name = f"span delivered ({spans // 1000}k spans), OTLP/HTTP"
+    ddtrace_name = f"span delivered ({spans // 1000}k spans): dd-trace-py as stock"
     stock_target, ddtrace_target = Target("ratio<=", 0.60), Target("ratio<=", 1.0)
 
     python, version, missing = ddtrace_python()
@@ -339,7 +339,7 @@ def run(bench: Bench) -> list[Row]:
     else:
         rows.append(
             Row(
-                name=f"{ddtrace_name} (ddtrace {version})",
+                name=f"{ddtrace_name} ({version})",
                 unit=UNIT,
                 target=ddtrace_target,
                 samples={c: cpu[c] for c in (DDTRACE, OURS) if c in cpu},

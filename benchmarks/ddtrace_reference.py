@@ -6,7 +6,9 @@ rotates), all running ``apps/delivered_cost.py`` in a patched process:
 * ``stock``: the SDK's ``BatchSpanProcessor`` with upstream's OTLP/HTTP exporter;
 * ``ours``: the distro's ``GeventBatchSpanProcessor`` with its OTLP/HTTP exporter;
 * ``ddtrace``: dd-trace-py's tracer and agent writer, sending to
-  ``fake_trace_agent.py`` (a minimal trace agent on 127.0.0.1).
+  ``fake_trace_agent.py`` (a minimal trace agent on 127.0.0.1), started
+  through ``ddtrace-run`` (dd-trace-py must be loaded before ``patch_all()``;
+  see ``apps/delivered_cost.py``).
 
 Each process makes 20 000 server-like spans with ten attributes (after 512
 unmeasured warm-up spans) and flushes; the figure is the process CPU time of
@@ -133,7 +135,9 @@ def _env_python() -> Path:
 
 
 def _installed_version(python: Path) -> str:
-    """The version of ddtrace that ``python`` imports (empty when it cannot)."""
+    """The version of ddtrace that ``python`` imports (empty when it cannot, or ``ddtrace-run`` is missing)."""
+    if not (python.parent / "ddtrace-run").exists():
+        return ""
     try:
         done = subprocess.run(
             [str(python), "-c", "from importlib.metadata import version; import ddtrace; print(version('ddtrace'))"],
@@ -267,10 +271,13 @@ def _measure_ddtrace(python: Path, spans: int, runs: list[dict[str, Any]]) -> di
         env.pop("PYTHONPATH", None)
         env.update(DDTRACE_SETTINGS)
         env.update({"DD_TRACE_AGENT_URL": agent.url, "PYTHONUNBUFFERED": "1"})
-        finished = run_child(_program(str(python), DDTRACE, spans), env, timeout=600, cwd=APPS_DIR)
+        command = [str(python.parent / "ddtrace-run"), *_program(str(python), DDTRACE, spans)]
+        finished = run_child(command, env, timeout=600, cwd=APPS_DIR)
     finally:
         summary = agent.close()
     result = finished.last_json()
+    if not result.get("ddtrace_loaded_before_patch"):
+        raise RuntimeError("ddtrace was not loaded before gevent's patch_all")
     if summary.get("spans_missing_tags") or summary.get("decode_errors"):
         raise RuntimeError(f"incomplete spans at the fake agent: {json.dumps(summary)[:300]}")
     result["agent"] = summary

@@ -5,6 +5,7 @@
     python benchmarks/run.py --json out.json  # also save every sample
     python benchmarks/run.py --only hub_stall,startup
     python benchmarks/run.py --only health_costs   # a row left out of the default run
+    python benchmarks/run.py --only ddtrace_reference  # beside dd-trace-py (installs it under build/)
 
 Columns: ``none`` is the floor (no telemetry), ``stock`` is
 ``opentelemetry-distro`` through ``opentelemetry-instrument`` with upstream's
@@ -28,6 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import ddtrace_reference
 import encode_cost
 import health_costs
 import hub_stall
@@ -62,6 +64,7 @@ MODULES = {
 #: Row modules run only when ``--only`` names them (each adds minutes to the run).
 ON_REQUEST = {
     "health_costs": health_costs,
+    "ddtrace_reference": ddtrace_reference,
 }
 DISTRIBUTIONS = (
     "otel-gevent-distro",

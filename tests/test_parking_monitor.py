@@ -162,3 +162,43 @@ def test_a_libuv_loop_gets_gevents_monitor_and_still_sees_blocks(tmp_path: Path)
     (seen,) = _run(tmp_path, "timer", env={"GEVENT_LOOP": "libuv"})
     assert seen["monitor"] == "PeriodicMonitoringThread"
     assert seen["blocks"] == 5
+
+
+def test_moved_gevent_internals_are_named(monkeypatch: Any) -> None:
+    import gevent
+    import gevent._monitor
+
+    from otel_gevent_distro.health.parking_monitor import parking_supported
+
+    hub = gevent.get_hub()
+    assert parking_supported(hub) == ""
+    monkeypatch.setattr(gevent._monitor, "PeriodicMonitoringThread", type("Moved", (), {}))
+    reason = parking_supported(hub)
+    assert "gevent's monitor has no" in reason
+    assert "calculate_sleep_time" in reason
+
+
+FALLBACK_APP = """
+    import gevent.monkey
+    gevent.monkey.patch_all()
+
+    import gevent
+    import otel_gevent_distro.health.parking_monitor as parking
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk.metrics import MeterProvider
+    from otel_gevent_distro.health import start_health_monitoring
+    from otel_gevent_distro.settings import load_settings
+
+    parking._MONITOR_NAMES += ("a_name_a_future_gevent_renamed",)
+    start_health_monitoring(load_settings(), meter_provider=MeterProvider(), logger_provider=LoggerProvider())
+    print(type(gevent.get_hub().periodic_monitoring_thread).__name__)
+"""
+
+
+def test_moved_gevent_internals_give_gevents_monitor_and_one_warning(tmp_path: Path) -> None:
+    result = run_app(write_app(tmp_path, FALLBACK_APP), "plain", env={"GEVENT_MAX_BLOCKING_TIME": "0.1"})
+    result.assert_clean()
+    assert result.stdout.strip() == "PeriodicMonitoringThread"
+    warnings = [line for line in result.stderr.splitlines() if "idle-parking loop monitor is not in place" in line]
+    assert len(warnings) == 1, result.stderr
+    assert "a_name_a_future_gevent_renamed" in warnings[0]

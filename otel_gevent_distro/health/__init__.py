@@ -2,8 +2,9 @@
 
 Owns the instruments of meter ``otel_gevent_distro.health`` and the log
 record ``gevent.loop.blocked``: :mod:`.monitor` (the process's monitor, the
-lag probe and the greenlet count) and :mod:`.loop_blocking` (gevent's
-blocked-loop reports turned into a histogram and a log record).
+lag probe and the greenlet count), :mod:`.loop_blocking` (gevent's
+blocked-loop reports turned into a histogram and a log record) and
+:mod:`.parking_monitor` (gevent's monitor thread, parked while the hub polls).
 
 Code that builds the SDK itself starts (and stops) it with::
 

@@ -1,15 +1,20 @@
 """Turn gevent's "event loop blocked" reports into a metric and a log record.
 
-gevent's monitor thread (``gevent.config.monitor_thread``) checks every
-``max_blocking_time`` seconds whether the hub got control back; when it did
-not, it publishes a ``gevent.events.EventLoopBlocked`` event carrying the
-blocked thread's stack. :class:`BlockReporter` subscribes to those events and,
-once the blocking greenlet finally yields, records how long the loop was
-blocked (histogram ``gevent.loop.block.duration``) and emits a rate-limited
-log record ``gevent.loop.blocked`` with the stack.
+gevent's monitor thread checks every ``max_blocking_time`` seconds whether
+the hub got control back; when it did not, it publishes a
+``gevent.events.EventLoopBlocked`` event carrying the blocked thread's stack.
+The distro starts that thread for the main hub as the parking monitor of
+:mod:`otel_gevent_distro.health.parking_monitor` (it sleeps while the hub
+polls), unless the user turned gevent's own on (``GEVENT_MONITOR_THREAD_ENABLE``
+or ``gevent.config.monitor_thread``), which is then left as gevent makes it.
+:class:`BlockReporter` subscribes to those events and, once the blocking
+greenlet finally yields, records how long the loop was blocked (histogram
+``gevent.loop.block.duration``) and emits a rate-limited log record
+``gevent.loop.blocked`` with the stack.
 
 Only the hub monitoring was started for (the main thread's) is reported;
-other threads' hubs (gevent starts a monitor thread for each) are ignored.
+other threads' hubs (gevent's own monitor, when the user turned it on,
+starts a monitor thread for each) are ignored.
 
 Threads: :meth:`BlockReporter.on_event` runs in gevent's monitor thread while
 the hub's thread is stuck. It only notes the block in a dict and asks the hub

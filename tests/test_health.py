@@ -283,6 +283,142 @@ def test_stack_and_name_come_from_gevents_report() -> None:
     assert greenlet_name(object()) == "object"
 
 
+# -- gevent's report is built once per block -------------------------------------
+
+LONG_BLOCK_APP = """
+    import gevent.monkey
+    gevent.monkey.patch_all()
+
+    import json
+    import gevent
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from otel_gevent_distro.health import start_health_monitoring
+    from otel_gevent_distro.settings import load_settings
+
+    gevent.config.max_blocking_time = 0.05
+    reader = InMemoryMetricReader()
+    log_exporter = InMemoryLogRecordExporter()
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
+    start_health_monitoring(
+        load_settings(), meter_provider=MeterProvider(metric_readers=[reader]), logger_provider=logger_provider
+    )
+    real_sleep = gevent.monkey.get_original("time", "sleep")
+
+    def block_the_hub():
+        real_sleep(1.0)  # about twenty of gevent's periods
+
+    gevent.spawn(block_the_hub).join()
+    gevent.sleep(0.3)
+    (entry,) = [
+        e for e in gevent.get_hub().periodic_monitoring_thread.monitoring_functions() if hasattr(e.function, "skipped")
+    ]
+    counts = [
+        point.count
+        for resource_metrics in reader.get_metrics_data().resource_metrics
+        for scope_metrics in resource_metrics.scope_metrics
+        for metric in scope_metrics.metrics
+        if metric.name == "gevent.loop.block.duration"
+        for point in metric.data.data_points
+    ]
+    stacks = [r.log_record.attributes["code.stacktrace"] for r in log_exporter.get_finished_logs()]
+    print(json.dumps({"skipped": entry.function.skipped, "counts": counts, "stacks": stacks}))
+"""
+
+
+@pytest.mark.skipif(not GEVENT_CAN_STAY_QUIET, reason="this gevent always prints a report for each period")
+def test_a_long_block_is_reported_once_without_a_report_per_period(tmp_path: Path) -> None:
+    # gevent's report lists every greenlet and thread with its stack, holding the
+    # GIL the blocked hub needs: built for each period, it slows a saturated server.
+    app = write_app(tmp_path, LONG_BLOCK_APP)
+    result = run_app(app, "plain")
+    result.assert_clean()
+    (seen,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert seen["skipped"] >= 5  # most periods of the block built no report
+    assert seen["counts"] == [1]
+    (stack,) = seen["stacks"]
+    assert "in block_the_hub" in stack
+
+
+class _FakeTracer:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def did_block_hub(self, hub: Any) -> bool:
+        self.calls += 1
+        return False
+
+
+class _FakeEntry:
+    def __init__(self, function: Any) -> None:
+        self.function = function
+
+
+class _FakeMonitor:
+    def __init__(self) -> None:
+        self.checked: list[Any] = []
+        self._greenlet_tracer = _FakeTracer()
+        self.entries = [_FakeEntry(self.monitor_blocking)]
+
+    def monitor_blocking(self, hub: Any) -> None:
+        self.checked.append(hub)
+
+    def monitoring_functions(self) -> list[_FakeEntry]:
+        return self.entries
+
+
+class _FakeHub:
+    def __init__(self) -> None:
+        self.periodic_monitoring_thread = _FakeMonitor()
+
+
+def test_gevents_check_runs_unless_a_block_is_pending_and_nobody_else_hears_of_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gevent import events
+
+    if not GEVENT_CAN_STAY_QUIET:
+        pytest.skip("this gevent always prints its reports")
+    monkeypatch.setattr(gevent.config, "print_blocking_reports", False)
+    monkeypatch.setattr(events, "subscribers", [])
+    hub = _FakeHub()
+    monitor = hub.periodic_monitoring_thread
+    reporter = BlockReporter(hub=hub, histogram=_Recorder(), otel_logger=_Recorder())
+    events.subscribers.append(reporter.on_event)
+    reporter._subscribed = True
+    reporter._wrap_gevent_check()
+    reporter._wrap_gevent_check()  # a second start does not wrap twice
+    check = monitor.entries[0].function
+    assert check is not monitor.monitor_blocking
+
+    check(hub)  # no block pending: gevent's own check
+    assert monitor.checked == [hub]
+
+    reporter._pending[id(hub)] = _block()
+    check(hub)  # the pending block goes on: only the switch counter is reset
+    assert monitor.checked == [hub]
+    assert monitor._greenlet_tracer.calls == 1
+    assert check.skipped == 1
+
+    gevent.config.print_blocking_reports = True  # the user wants every period printed
+    check(hub)
+    assert monitor.checked == [hub, hub]
+    gevent.config.print_blocking_reports = False
+
+    events.subscribers.append(lambda event: None)  # someone else hears of every period
+    check(hub)
+    assert monitor.checked == [hub, hub, hub]
+    events.subscribers.pop()
+
+    reporter.stop()  # unsubscribed: gevent's own check again
+    reporter._pending[id(hub)] = _block()
+    check(hub)
+    assert monitor.checked == [hub, hub, hub, hub]
+
+
 # -- the user's way: opentelemetry-instrument, telemetry at a real receiver -----
 
 RECEIVER_APP = """

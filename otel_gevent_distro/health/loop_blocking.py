@@ -160,7 +160,38 @@ class BlockReporter:
             warnings.filterwarnings("ignore", message="Unable to monitor memory usage")
             self._hub.start_periodic_monitoring_thread()
         self._check_monitor_internals()
+        self._wrap_gevent_check()
         return True
+
+    def _wrap_gevent_check(self) -> None:
+        """Put :meth:`_check_blocking` in front of gevent's blocking check (once, in the hub's thread)."""
+        monitor = getattr(self._hub, "periodic_monitoring_thread", None)
+        gevent_check = getattr(monitor, "monitor_blocking", None)
+        tracer = getattr(monitor, "_greenlet_tracer", None)
+        entries = getattr(monitor, "monitoring_functions", None)
+        if gevent_check is None or tracer is None or not callable(entries):
+            return
+        for entry in entries():
+            function = getattr(entry, "function", None)
+            if function == gevent_check:
+                entry.function = _GeventCheck(self, gevent_check, tracer)
+                return
+            if isinstance(function, _GeventCheck):
+                return  # already wrapped (a second start in this process)
+        logger.debug("%sgevent's blocking check was not found; each blocked period is reported in full.", PREFIX)
+
+    def reports_repeats(self) -> bool:
+        """Whether someone besides this reporter hears of every blocked period.
+
+        gevent prints a report for each period the hub stays blocked when
+        ``print_blocking_reports`` is on, and every subscriber of
+        ``gevent.events`` is told of each one.
+        """
+        from gevent import config, events
+
+        if getattr(config, "print_blocking_reports", True):
+            return True
+        return any(subscriber != self.on_event for subscriber in events.subscribers)
 
     def _check_monitor_internals(self) -> None:
         """gevent's monitor keeps what forked children need in private attributes: say when they moved."""
@@ -343,6 +374,44 @@ class BlockReporter:
                 event_name=BLOCKED_EVENT,
             )
         )
+
+
+class _GeventCheck:
+    """gevent's blocking check, skipped while the block it found last is still going on.
+
+    gevent's monitor thread calls its check every ``max_blocking_time``; each
+    time the hub has not run since the previous call, it builds a full report
+    before telling the subscribers: the blocked stack, and every greenlet and
+    thread of the process with its stack (it walks all the objects the garbage
+    collector tracks). That takes milliseconds, holding the GIL that the blocked
+    hub's thread needs, for as long as the block goes on: a worker saturated by
+    requests is "blocked" most of the time and pays for ten such reports a second.
+    The reporter uses one report per block (the first one); while that block
+    is still pending and nobody else hears of the repeats, this only resets
+    gevent's switch counter, as gevent's check does, and builds nothing.
+    """
+
+    __slots__ = ("_gevent_check", "_reporter", "_tracer", "skipped")
+
+    def __init__(self, reporter: BlockReporter, gevent_check: Any, tracer: Any) -> None:
+        self._reporter = reporter
+        self._gevent_check = gevent_check
+        self._tracer = tracer
+        #: Periods of a pending block for which gevent built no report.
+        self.skipped = 0
+
+    def __call__(self, hub: Any) -> Any:
+        # In gevent's monitor thread.
+        reporter = self._reporter
+        try:
+            skip = reporter._subscribed and id(hub) in reporter._pending and not reporter.reports_repeats()
+        except Exception:  # noqa: BLE001 - when in doubt, gevent's own check
+            skip = False
+        if skip:
+            self._tracer.did_block_hub(hub)
+            self.skipped += 1
+            return None
+        return self._gevent_check(hub)
 
 
 def _context_of(greenlet: Any) -> Context:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -325,7 +326,8 @@ LONG_BLOCK_APP = """
         for point in metric.data.data_points
     ]
     stacks = [r.log_record.attributes["code.stacktrace"] for r in log_exporter.get_finished_logs()]
-    print(json.dumps({"skipped": entry.function.skipped, "counts": counts, "stacks": stacks}))
+    check = entry.function
+    print(json.dumps({"noted": check.noted, "skipped": check.skipped, "counts": counts, "stacks": stacks}))
 """
 
 
@@ -337,7 +339,8 @@ def test_a_long_block_is_reported_once_without_a_report_per_period(tmp_path: Pat
     result = run_app(app, "plain")
     result.assert_clean()
     (seen,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert seen["skipped"] >= 5  # most periods of the block built no report
+    assert seen["noted"] == 1
+    assert seen["skipped"] >= 5  # the other periods of the block built nothing
     assert seen["counts"] == [1]
     (stack,) = seen["stacks"]
     assert "in block_the_hub" in stack
@@ -345,11 +348,12 @@ def test_a_long_block_is_reported_once_without_a_report_per_period(tmp_path: Pat
 
 class _FakeTracer:
     def __init__(self) -> None:
+        self.blocked: Any = False
         self.calls = 0
 
-    def did_block_hub(self, hub: Any) -> bool:
+    def did_block_hub(self, hub: Any) -> Any:
         self.calls += 1
-        return False
+        return self.blocked
 
 
 class _FakeEntry:
@@ -370,14 +374,25 @@ class _FakeMonitor:
         return self.entries
 
 
+class _FakeLoop:
+    def __init__(self) -> None:
+        self.callbacks: list[Any] = []
+
+    def now(self) -> float:
+        return 0.0
+
+    def run_callback_threadsafe(self, function: Any, *args: Any) -> None:
+        self.callbacks.append((function, args))
+
+
 class _FakeHub:
     def __init__(self) -> None:
         self.periodic_monitoring_thread = _FakeMonitor()
+        self.loop = _FakeLoop()
+        self.thread_ident = threading.get_ident()
 
 
-def test_gevents_check_runs_unless_a_block_is_pending_and_nobody_else_hears_of_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_the_reporter_alone_gets_each_block_once_without_gevents_report(monkeypatch: pytest.MonkeyPatch) -> None:
     from gevent import events
 
     if not GEVENT_CAN_STAY_QUIET:
@@ -386,6 +401,7 @@ def test_gevents_check_runs_unless_a_block_is_pending_and_nobody_else_hears_of_i
     monkeypatch.setattr(events, "subscribers", [])
     hub = _FakeHub()
     monitor = hub.periodic_monitoring_thread
+    tracer = monitor._greenlet_tracer
     reporter = BlockReporter(hub=hub, histogram=_Recorder(), otel_logger=_Recorder())
     events.subscribers.append(reporter.on_event)
     reporter._subscribed = True
@@ -394,29 +410,36 @@ def test_gevents_check_runs_unless_a_block_is_pending_and_nobody_else_hears_of_i
     check = monitor.entries[0].function
     assert check is not monitor.monitor_blocking
 
-    check(hub)  # no block pending: gevent's own check
-    assert monitor.checked == [hub]
+    check(hub)  # the hub switched: nothing to note
+    assert (tracer.calls, reporter._pending) == (1, {})
 
-    reporter._pending[id(hub)] = _block()
-    check(hub)  # the pending block goes on: only the switch counter is reset
-    assert monitor.checked == [hub]
-    assert monitor._greenlet_tracer.calls == 1
-    assert check.skipped == 1
+    class Blocker:
+        name = "Greenlet-3"
+
+    blocker = Blocker()
+    tracer.blocked = (True, blocker)
+    check(hub)  # a new block: noted with this thread's stack, and the hub asked to call back
+    (block,) = reporter._pending.values()
+    assert block.greenlet_name == "Greenlet-3"
+    assert "in test_the_reporter_alone_gets_each_block_once_without_gevents_report" in block.stack
+    assert [function for function, _ in hub.loop.callbacks] == [reporter._block_ended]
+    check(hub)  # the same block goes on
+    assert (check.noted, check.skipped, len(hub.loop.callbacks)) == (1, 1, 1)
+    assert monitor.checked == []  # gevent's own check never ran
 
     gevent.config.print_blocking_reports = True  # the user wants every period printed
     check(hub)
-    assert monitor.checked == [hub, hub]
+    assert monitor.checked == [hub]
     gevent.config.print_blocking_reports = False
 
     events.subscribers.append(lambda event: None)  # someone else hears of every period
     check(hub)
-    assert monitor.checked == [hub, hub, hub]
+    assert monitor.checked == [hub, hub]
     events.subscribers.pop()
 
     reporter.stop()  # unsubscribed: gevent's own check again
-    reporter._pending[id(hub)] = _block()
     check(hub)
-    assert monitor.checked == [hub, hub, hub, hub]
+    assert monitor.checked == [hub, hub, hub]
 
 
 # -- the user's way: opentelemetry-instrument, telemetry at a real receiver -----

@@ -38,9 +38,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
+import traceback
 import warnings
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -295,33 +298,37 @@ class BlockReporter:
                 hub = self._hub
             elif hub is not self._hub:
                 return  # another thread's hub (a thread-pool worker's, say): not ours to report
-            key = id(hub)
-            if key in self._pending:
-                return  # the block already noted is still going on
-            now = time.perf_counter()
-            blocking_time = float(event.blocking_time)
-            if now - self._ended_at.get(key, -blocking_time) < blocking_time:
-                # A new block needs a whole quiet period after the hub ran; this
-                # report was delayed (a loaded machine) and is about the block just ended.
-                return
-            started = now - blocking_time  # the latest the block can have begun
-            offset = self._clock_offset
-            if offset is not None:
-                # Reading the clock of a loop blocked in another thread: it is not moving.
-                loop_started = hub.loop.now() + offset
-                if started - _MAX_LOOKBACK < loop_started < started:
-                    started = loop_started
-            block = Block(
-                started=started,
-                greenlet_name=greenlet_name(event.greenlet),
-                greenlet=_weak(event.greenlet),
-                stack=blocked_stack(event.info),
-            )
-            if self._pending.setdefault(key, block) is not block:
-                return
-            hub.loop.run_callback_threadsafe(self._block_ended, key)
+            info = event.info
+            self.note_block(hub, event.greenlet, float(event.blocking_time), lambda: blocked_stack(info))
         except Exception:  # noqa: BLE001 - nothing may escape into gevent's monitor thread
             pass
+
+    def note_block(self, hub: Any, greenlet: Any, blocking_time: float, stack: Callable[[], str]) -> None:
+        """Note a block of this reporter's hub (in gevent's monitor thread); ``stack`` is read only if it is new."""
+        key = id(hub)
+        if key in self._pending:
+            return  # the block already noted is still going on
+        now = time.perf_counter()
+        if now - self._ended_at.get(key, -blocking_time) < blocking_time:
+            # A new block needs a whole quiet period after the hub ran; this
+            # report was delayed (a loaded machine) and is about the block just ended.
+            return
+        started = now - blocking_time  # the latest the block can have begun
+        offset = self._clock_offset
+        if offset is not None:
+            # Reading the clock of a loop blocked in another thread: it is not moving.
+            loop_started = hub.loop.now() + offset
+            if started - _MAX_LOOKBACK < loop_started < started:
+                started = loop_started
+        block = Block(
+            started=started,
+            greenlet_name=greenlet_name(greenlet),
+            greenlet=_weak(greenlet),
+            stack=stack(),
+        )
+        if self._pending.setdefault(key, block) is not block:
+            return
+        hub.loop.run_callback_threadsafe(self._block_ended, key)
 
     # -- the hub's thread ----------------------------------------------------
 
@@ -377,41 +384,64 @@ class BlockReporter:
 
 
 class _GeventCheck:
-    """gevent's blocking check, skipped while the block it found last is still going on.
+    """gevent's blocking check, or a lighter one of the same meaning when the reporter alone hears of blocks.
 
     gevent's monitor thread calls its check every ``max_blocking_time``; each
     time the hub has not run since the previous call, it builds a full report
     before telling the subscribers: the blocked stack, and every greenlet and
     thread of the process with its stack (it walks all the objects the garbage
     collector tracks). That takes milliseconds, holding the GIL that the blocked
-    hub's thread needs, for as long as the block goes on: a worker saturated by
-    requests is "blocked" most of the time and pays for ten such reports a second.
-    The reporter uses one report per block (the first one); while that block
-    is still pending and nobody else hears of the repeats, this only resets
-    gevent's switch counter, as gevent's check does, and builds nothing.
+    hub's thread needs: a worker saturated by requests is "blocked" most of the
+    time and pays for several such reports a second. The reporter reads only
+    the blocked stack, and only for a block it has not noted yet. When gevent
+    does not print its reports and nothing else subscribes to gevent's events,
+    this check asks gevent's switch tracer the same question
+    (``did_block_hub``) and hands the reporter the blocked greenlet and, for
+    a new block only, the blocked thread's stack; otherwise gevent's own
+    check runs.
     """
 
-    __slots__ = ("_gevent_check", "_reporter", "_tracer", "skipped")
+    __slots__ = ("_gevent_check", "_reporter", "_tracer", "noted", "skipped")
 
     def __init__(self, reporter: BlockReporter, gevent_check: Any, tracer: Any) -> None:
         self._reporter = reporter
         self._gevent_check = gevent_check
         self._tracer = tracer
-        #: Periods of a pending block for which gevent built no report.
+        #: Blocked periods handed to the reporter, and those of a block it had already noted.
+        self.noted = 0
         self.skipped = 0
 
     def __call__(self, hub: Any) -> Any:
         # In gevent's monitor thread.
         reporter = self._reporter
         try:
-            skip = reporter._subscribed and id(hub) in reporter._pending and not reporter.reports_repeats()
+            alone = reporter._subscribed and not reporter.reports_repeats()
         except Exception:  # noqa: BLE001 - when in doubt, gevent's own check
-            skip = False
-        if skip:
-            self._tracer.did_block_hub(hub)
-            self.skipped += 1
-            return None
-        return self._gevent_check(hub)
+            alone = False
+        if not alone:
+            return self._gevent_check(hub)
+        try:
+            did_block = self._tracer.did_block_hub(hub)
+            if not did_block:
+                return None
+            if id(hub) in reporter._pending:
+                self.skipped += 1
+                return None
+            self.noted += 1
+            from gevent import config
+
+            reporter.note_block(hub, did_block[1], float(config.max_blocking_time), lambda: _thread_stack(hub))
+        except Exception:  # noqa: BLE001 - nothing may escape into gevent's monitor thread
+            pass
+        return None
+
+
+def _thread_stack(hub: Any) -> str:
+    """The stack of the hub's thread, formatted as gevent's report gives it."""
+    frame = sys._current_frames().get(hub.thread_ident)
+    if frame is None:
+        return f"Unknown: No thread found for hub {hub!r}\n"
+    return "".join(traceback.format_stack(frame))
 
 
 def _context_of(greenlet: Any) -> Context:

@@ -6,7 +6,10 @@ not, it publishes a ``gevent.events.EventLoopBlocked`` event carrying the
 blocked thread's stack. :class:`BlockReporter` subscribes to those events and,
 once the blocking greenlet finally yields, records how long the loop was
 blocked (histogram ``gevent.loop.block.duration``) and emits a rate-limited
-log record ``gevent.loop.blocked`` with the stack.
+log record ``gevent.loop.blocked`` with the stack. When gevent does not print
+its reports and nothing else subscribes to its events, gevent's check is
+replaced by :class:`_GeventCheck`, which asks the same question without
+building gevent's report of every greenlet and thread.
 
 Only the hub monitoring was started for (the main thread's) is reported;
 other threads' hubs (gevent starts a monitor thread for each) are ignored.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +282,164 @@ def test_stack_and_name_come_from_gevents_report() -> None:
     assert greenlet_name(Named()) == "Greenlet-7"
     assert greenlet_name(Main()) == "main"
     assert greenlet_name(object()) == "object"
+
+
+# -- gevent's report is built once per block -------------------------------------
+
+LONG_BLOCK_APP = """
+    import gevent.monkey
+    gevent.monkey.patch_all()
+
+    import json
+    import gevent
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from otel_gevent_distro.health import start_health_monitoring
+    from otel_gevent_distro.settings import load_settings
+
+    gevent.config.max_blocking_time = 0.05
+    reader = InMemoryMetricReader()
+    log_exporter = InMemoryLogRecordExporter()
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
+    start_health_monitoring(
+        load_settings(), meter_provider=MeterProvider(metric_readers=[reader]), logger_provider=logger_provider
+    )
+    real_sleep = gevent.monkey.get_original("time", "sleep")
+
+    def block_the_hub():
+        real_sleep(1.0)  # about twenty of gevent's periods
+
+    gevent.spawn(block_the_hub).join()
+    gevent.sleep(0.3)
+    (entry,) = [
+        e for e in gevent.get_hub().periodic_monitoring_thread.monitoring_functions() if hasattr(e.function, "skipped")
+    ]
+    counts = [
+        point.count
+        for resource_metrics in reader.get_metrics_data().resource_metrics
+        for scope_metrics in resource_metrics.scope_metrics
+        for metric in scope_metrics.metrics
+        if metric.name == "gevent.loop.block.duration"
+        for point in metric.data.data_points
+    ]
+    stacks = [r.log_record.attributes["code.stacktrace"] for r in log_exporter.get_finished_logs()]
+    check = entry.function
+    print(json.dumps({"noted": check.noted, "skipped": check.skipped, "counts": counts, "stacks": stacks}))
+"""
+
+
+@pytest.mark.skipif(not GEVENT_CAN_STAY_QUIET, reason="this gevent always prints a report for each period")
+def test_a_long_block_is_reported_once_without_a_report_per_period(tmp_path: Path) -> None:
+    # gevent's report lists every greenlet and thread with its stack, holding the
+    # GIL the blocked hub needs: built for each period, it slows a saturated server.
+    app = write_app(tmp_path, LONG_BLOCK_APP)
+    result = run_app(app, "plain")
+    result.assert_clean()
+    (seen,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert seen["noted"] == 1
+    assert seen["skipped"] >= 5  # the other periods of the block built nothing
+    assert seen["counts"] == [1]
+    (stack,) = seen["stacks"]
+    assert "in block_the_hub" in stack
+
+
+class _FakeTracer:
+    def __init__(self) -> None:
+        self.blocked: Any = False
+        self.calls = 0
+
+    def did_block_hub(self, hub: Any) -> Any:
+        self.calls += 1
+        return self.blocked
+
+
+class _FakeEntry:
+    def __init__(self, function: Any) -> None:
+        self.function = function
+
+
+class _FakeMonitor:
+    def __init__(self) -> None:
+        self.checked: list[Any] = []
+        self._greenlet_tracer = _FakeTracer()
+        self.entries = [_FakeEntry(self.monitor_blocking)]
+
+    def monitor_blocking(self, hub: Any) -> None:
+        self.checked.append(hub)
+
+    def monitoring_functions(self) -> list[_FakeEntry]:
+        return self.entries
+
+
+class _FakeLoop:
+    def __init__(self) -> None:
+        self.callbacks: list[Any] = []
+
+    def now(self) -> float:
+        return 0.0
+
+    def run_callback_threadsafe(self, function: Any, *args: Any) -> None:
+        self.callbacks.append((function, args))
+
+
+class _FakeHub:
+    def __init__(self) -> None:
+        self.periodic_monitoring_thread = _FakeMonitor()
+        self.loop = _FakeLoop()
+        self.thread_ident = threading.get_ident()
+
+
+def test_the_reporter_alone_gets_each_block_once_without_gevents_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gevent import events
+
+    if not GEVENT_CAN_STAY_QUIET:
+        pytest.skip("this gevent always prints its reports")
+    monkeypatch.setattr(gevent.config, "print_blocking_reports", False)
+    monkeypatch.setattr(events, "subscribers", [])
+    hub = _FakeHub()
+    monitor = hub.periodic_monitoring_thread
+    tracer = monitor._greenlet_tracer
+    reporter = BlockReporter(hub=hub, histogram=_Recorder(), otel_logger=_Recorder())
+    events.subscribers.append(reporter.on_event)
+    reporter._subscribed = True
+    reporter._wrap_gevent_check()
+    reporter._wrap_gevent_check()  # a second start does not wrap twice
+    check = monitor.entries[0].function
+    assert check is not monitor.monitor_blocking
+
+    check(hub)  # the hub switched: nothing to note
+    assert (tracer.calls, reporter._pending) == (1, {})
+
+    class Blocker:
+        name = "Greenlet-3"
+
+    blocker = Blocker()
+    tracer.blocked = (True, blocker)
+    check(hub)  # a new block: noted with this thread's stack, and the hub asked to call back
+    (block,) = reporter._pending.values()
+    assert block.greenlet_name == "Greenlet-3"
+    assert "in test_the_reporter_alone_gets_each_block_once_without_gevents_report" in block.stack
+    assert [function for function, _ in hub.loop.callbacks] == [reporter._block_ended]
+    check(hub)  # the same block goes on
+    assert (check.noted, check.skipped, len(hub.loop.callbacks)) == (1, 1, 1)
+    assert monitor.checked == []  # gevent's own check never ran
+
+    gevent.config.print_blocking_reports = True  # the user wants every period printed
+    check(hub)
+    assert monitor.checked == [hub]
+    gevent.config.print_blocking_reports = False
+
+    events.subscribers.append(lambda event: None)  # someone else hears of every period
+    check(hub)
+    assert monitor.checked == [hub, hub]
+    events.subscribers.pop()
+
+    reporter.stop()  # unsubscribed: gevent's own check again
+    check(hub)
+    assert monitor.checked == [hub, hub, hub]
 
 
 # -- the user's way: opentelemetry-instrument, telemetry at a real receiver -----

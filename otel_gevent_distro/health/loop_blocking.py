@@ -10,7 +10,10 @@ or ``gevent.config.monitor_thread``), which is then left as gevent makes it.
 :class:`BlockReporter` subscribes to those events and, once the blocking
 greenlet finally yields, records how long the loop was blocked (histogram
 ``gevent.loop.block.duration``) and emits a rate-limited log record
-``gevent.loop.blocked`` with the stack.
+``gevent.loop.blocked`` with the stack. When gevent does not print its
+reports and nothing else subscribes to its events, gevent's check is
+replaced by :class:`_GeventCheck`, which asks the same question without
+building gevent's report of every greenlet and thread.
 
 Only the hub monitoring was started for (the main thread's) is reported;
 other threads' hubs (gevent's own monitor, when the user turned it on,
@@ -43,9 +46,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
+import traceback
 import warnings
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,6 +173,7 @@ class BlockReporter:
             warnings.filterwarnings("ignore", message="Unable to monitor memory usage")
             self._start_monitor(config, users_monitor)
         self._check_monitor_internals()
+        self._wrap_gevent_check()
         return True
 
     def _start_monitor(self, config: Any, users_monitor: bool) -> None:
@@ -195,6 +202,36 @@ class BlockReporter:
             self._hub.start_periodic_monitoring_thread()
         finally:
             config.monitor_thread = False
+
+    def _wrap_gevent_check(self) -> None:
+        """Put a :class:`_GeventCheck` in front of gevent's blocking check (once, in the hub's thread)."""
+        monitor = getattr(self._hub, "periodic_monitoring_thread", None)
+        gevent_check = getattr(monitor, "monitor_blocking", None)
+        tracer = getattr(monitor, "_greenlet_tracer", None)
+        entries = getattr(monitor, "monitoring_functions", None)
+        if gevent_check is None or tracer is None or not callable(entries):
+            return
+        for entry in entries():
+            function = getattr(entry, "function", None)
+            if function == gevent_check:
+                entry.function = _GeventCheck(self, gevent_check, tracer)
+                return
+            if isinstance(function, _GeventCheck):
+                return  # already wrapped (a second start in this process)
+        logger.debug("%sgevent's blocking check was not found; each blocked period is reported in full.", PREFIX)
+
+    def reports_repeats(self) -> bool:
+        """Whether someone besides this reporter hears of every blocked period.
+
+        gevent prints a report for each period the hub stays blocked when
+        ``print_blocking_reports`` is on, and every subscriber of
+        ``gevent.events`` is told of each one.
+        """
+        from gevent import config, events
+
+        if getattr(config, "print_blocking_reports", True):
+            return True
+        return any(subscriber != self.on_event for subscriber in events.subscribers)
 
     def _check_monitor_internals(self) -> None:
         """gevent's monitor keeps what forked children need in private attributes: say when they moved."""
@@ -298,33 +335,37 @@ class BlockReporter:
                 hub = self._hub
             elif hub is not self._hub:
                 return  # another thread's hub (a thread-pool worker's, say): not ours to report
-            key = id(hub)
-            if key in self._pending:
-                return  # the block already noted is still going on
-            now = time.perf_counter()
-            blocking_time = float(event.blocking_time)
-            if now - self._ended_at.get(key, -blocking_time) < blocking_time:
-                # A new block needs a whole quiet period after the hub ran; this
-                # report was delayed (a loaded machine) and is about the block just ended.
-                return
-            started = now - blocking_time  # the latest the block can have begun
-            offset = self._clock_offset
-            if offset is not None:
-                # Reading the clock of a loop blocked in another thread: it is not moving.
-                loop_started = hub.loop.now() + offset
-                if started - _MAX_LOOKBACK < loop_started < started:
-                    started = loop_started
-            block = Block(
-                started=started,
-                greenlet_name=greenlet_name(event.greenlet),
-                greenlet=_weak(event.greenlet),
-                stack=blocked_stack(event.info),
-            )
-            if self._pending.setdefault(key, block) is not block:
-                return
-            hub.loop.run_callback_threadsafe(self._block_ended, key)
+            info = event.info
+            self.note_block(hub, event.greenlet, float(event.blocking_time), lambda: blocked_stack(info))
         except Exception:  # noqa: BLE001 - nothing may escape into gevent's monitor thread
             pass
+
+    def note_block(self, hub: Any, greenlet: Any, blocking_time: float, stack: Callable[[], str]) -> None:
+        """Note a block of this reporter's hub (in gevent's monitor thread); ``stack`` is read only if it is new."""
+        key = id(hub)
+        if key in self._pending:
+            return  # the block already noted is still going on
+        now = time.perf_counter()
+        if now - self._ended_at.get(key, -blocking_time) < blocking_time:
+            # A new block needs a whole quiet period after the hub ran; this
+            # report was delayed (a loaded machine) and is about the block just ended.
+            return
+        started = now - blocking_time  # the latest the block can have begun
+        offset = self._clock_offset
+        if offset is not None:
+            # Reading the clock of a loop blocked in another thread: it is not moving.
+            loop_started = hub.loop.now() + offset
+            if started - _MAX_LOOKBACK < loop_started < started:
+                started = loop_started
+        block = Block(
+            started=started,
+            greenlet_name=greenlet_name(greenlet),
+            greenlet=_weak(greenlet),
+            stack=stack(),
+        )
+        if self._pending.setdefault(key, block) is not block:
+            return
+        hub.loop.run_callback_threadsafe(self._block_ended, key)
 
     # -- the hub's thread ----------------------------------------------------
 
@@ -377,6 +418,67 @@ class BlockReporter:
                 event_name=BLOCKED_EVENT,
             )
         )
+
+
+class _GeventCheck:
+    """gevent's blocking check, or a lighter one of the same meaning when the reporter alone hears of blocks.
+
+    gevent's monitor thread calls its check every ``max_blocking_time``; each
+    time the hub has not run since the previous call, it builds a full report
+    before telling the subscribers: the blocked stack, and every greenlet and
+    thread of the process with its stack (it walks all the objects the garbage
+    collector tracks). That takes milliseconds, holding the GIL that the blocked
+    hub's thread needs: a worker saturated by requests is "blocked" most of the
+    time and pays for several such reports a second. The reporter reads only
+    the blocked stack, and only for a block it has not noted yet. When gevent
+    does not print its reports and nothing else subscribes to gevent's events,
+    this check asks gevent's switch tracer the same question
+    (``did_block_hub``) and hands the reporter the blocked greenlet and, for
+    a new block only, the blocked thread's stack; otherwise gevent's own
+    check runs.
+    """
+
+    __slots__ = ("_gevent_check", "_reporter", "_tracer", "noted", "skipped")
+
+    def __init__(self, reporter: BlockReporter, gevent_check: Any, tracer: Any) -> None:
+        self._reporter = reporter
+        self._gevent_check = gevent_check
+        self._tracer = tracer
+        #: Blocked periods handed to the reporter, and those of a block it had already noted.
+        self.noted = 0
+        self.skipped = 0
+
+    def __call__(self, hub: Any) -> Any:
+        # In gevent's monitor thread.
+        reporter = self._reporter
+        try:
+            alone = reporter._subscribed and not reporter.reports_repeats()
+        except Exception:  # noqa: BLE001 - when in doubt, gevent's own check
+            alone = False
+        if not alone:
+            return self._gevent_check(hub)
+        try:
+            did_block = self._tracer.did_block_hub(hub)
+            if not did_block:
+                return None
+            if id(hub) in reporter._pending:
+                self.skipped += 1
+                return None
+            self.noted += 1
+            from gevent import config
+
+            reporter.note_block(hub, did_block[1], float(config.max_blocking_time), lambda: _thread_stack(hub))
+        except Exception:  # noqa: BLE001 - nothing may escape into gevent's monitor thread
+            pass
+        return None
+
+
+def _thread_stack(hub: Any) -> str:
+    """The stack of the hub's thread, formatted as gevent's report gives it."""
+    frame = sys._current_frames().get(hub.thread_ident)
+    if frame is None:
+        return f"Unknown: No thread found for hub {hub!r}\n"
+    return "".join(traceback.format_stack(frame))
 
 
 def _context_of(greenlet: Any) -> Context:

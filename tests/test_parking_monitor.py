@@ -151,6 +151,13 @@ def test_a_forked_child_parks_and_sees_its_own_blocks(tmp_path: Path) -> None:
     assert parent["blocks"] == 0
 
 
+def test_libev_through_cffi_parks_too(tmp_path: Path) -> None:
+    (seen,) = _run(tmp_path, "timer", env={"GEVENT_LOOP": "libev-cffi"})
+    assert seen["monitor"] == "ParkingMonitor"
+    assert seen["blocks"] == 5
+    assert seen["parks"] >= 3
+
+
 def test_the_users_own_gevent_monitor_is_left_as_gevent_makes_it(tmp_path: Path) -> None:
     (seen,) = _run(tmp_path, "timer", env={"GEVENT_MONITOR_THREAD_ENABLE": "true"})
     assert seen["monitor"] == "PeriodicMonitoringThread"

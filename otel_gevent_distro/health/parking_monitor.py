@@ -49,6 +49,7 @@ is replaced, ``monitoring_functions``, ``calculate_sleep_time``,
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 from weakref import ref as weak_ref
 
@@ -190,9 +191,7 @@ def _define_parking_class() -> Any:
                     hub.handle_error(self, *sys.exc_info())
 
         def _run_functions(self, functions: Any, hub: Any) -> None:
-            from time import perf_counter
-
-            now = perf_counter()
+            now = time.perf_counter()
             for entry in functions:
                 if entry.period and entry.last_run_time + entry.period <= now:
                     entry.last_run_time = now

@@ -85,6 +85,29 @@ APP = """
             block_over.release()
         gevent.sleep(0.2)
         report()
+    elif mode == "short":
+        # Blocks of 1.8x max_blocking_time (0.2 s here) that begin as a socket wakes an idle
+        # hub, after the woken greenlet held the interpreter lock past the switch interval
+        # (so that the monitor thread ran meanwhile) and switched once more, as a request's
+        # handling does before it blocks.
+        ours, theirs = socket.socketpair()
+        block_over = gevent.monkey.get_original("_thread", "allocate_lock")()
+        def writer():
+            for pause in (0.05, 0.3, 0.0, 0.2, 0.1, 0.25, 0.02, 0.15, 0.3, 0.07):
+                block_over.acquire()
+                real_sleep(pause)
+                theirs.send(b"x")
+        start_native_thread(writer, ())
+        for _ in range(10):
+            ours.recv(1)
+            busy_until = time.perf_counter() + 0.012
+            while time.perf_counter() < busy_until:
+                pass
+            gevent.sleep(0)
+            real_sleep(0.36)
+            block_over.release()
+        gevent.sleep(0.3)
+        report()
     elif mode == "spawned":
         # Blocks in greenlets that an idle hub's callbacks switch into.
         for delay in (0.2, 0.0, 0.6):
@@ -136,6 +159,13 @@ def test_blocks_that_begin_as_io_wakes_the_hub_are_all_seen(tmp_path: Path) -> N
     (seen,) = _run(tmp_path, "io")
     assert seen["blocks"] == 12
     assert seen["parks"] >= 3
+
+
+def test_blocks_under_twice_the_period_that_begin_after_a_wake_are_all_seen(tmp_path: Path) -> None:
+    # Checked once per period after the wake-up, such a block would end before the
+    # second check; checked every half period, 1.5x the period is always enough.
+    (seen,) = _run(tmp_path, "short", env={"GEVENT_MAX_BLOCKING_TIME": "0.2"})
+    assert seen["blocks"] == 10
 
 
 def test_blocks_in_spawned_greenlets_are_all_seen(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from tests.launch import run_app, write_app
 
 #: Older gevent (24.2.1) always prints its blocking reports to stderr once the monitor thread runs.
 GEVENT_CAN_STAY_QUIET = "print_blocking_reports" in gevent.config.settings
+QUIET_MISSING = "gevent without the print_blocking_reports setting (24.10.3 and older)"
 
 # A patched process with in-memory SDK pipelines; prints what they received as JSON.
 IN_MEMORY_APP = """
@@ -331,7 +332,7 @@ LONG_BLOCK_APP = """
 """
 
 
-@pytest.mark.applies_when(GEVENT_CAN_STAY_QUIET, reason="gevent before 24.10 always prints a report for each period")
+@pytest.mark.applies_when(GEVENT_CAN_STAY_QUIET, reason=f"{QUIET_MISSING} prints a report per period")
 def test_a_long_block_is_reported_once_without_a_report_per_period(tmp_path: Path) -> None:
     # gevent's report lists every greenlet and thread with its stack, holding the
     # GIL the blocked hub needs: built for each period, it slows a saturated server.
@@ -392,7 +393,7 @@ class _FakeHub:
         self.thread_ident = threading.get_ident()
 
 
-@pytest.mark.applies_when(GEVENT_CAN_STAY_QUIET, reason="gevent before 24.10 always prints its reports")
+@pytest.mark.applies_when(GEVENT_CAN_STAY_QUIET, reason=f"{QUIET_MISSING} always prints its reports")
 def test_the_reporter_alone_gets_each_block_once_without_gevents_report(monkeypatch: pytest.MonkeyPatch) -> None:
     from gevent import events
 
